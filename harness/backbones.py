@@ -1,0 +1,110 @@
+"""Backbones: timm models with `features_only=True`, one feature map out, named stage taps for D-Slope.
+
+A backbone family declares, in one place, which feature the head reads and which modules are tapped
+for the mutual feature loss. Any other timm model works through `timm:<name>`: it falls back to its
+deepest `features_only` output and taps every feature module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from harness.errors import CheckpointError, ConfigError
+from harness.registry import BACKBONES
+
+
+@dataclass(frozen=True)
+class Family:
+    """How to read a timm model family."""
+
+    taps: tuple[str, ...] | None  # module names hooked for the mutual loss; None = feature modules
+    head_stride: int | None = None  # take the feature of this stride; None = the deepest
+    timm_kwargs: dict = field(default_factory=dict)
+
+
+FAMILIES: dict[str, Family] = {
+    # HRNet: the fused stride-4 branch feeds the head (as in the original pose HRNet); the three
+    # multi-resolution stages are the taps. feature_location="" skips the classification incre-modules.
+    "hrnet": Family(taps=("stage2", "stage3", "stage4"), head_stride=4, timm_kwargs={"feature_location": ""}),
+    # SimpleBaseline: the deepest ResNet feature, deconvolved by the head; taps on the four stages.
+    "resnet": Family(taps=("layer1", "layer2", "layer3", "layer4")),
+}
+GENERIC = Family(taps=None)
+
+
+class Backbone(nn.Module):
+    """A timm feature extractor returning one feature map.
+
+    Attributes:
+        out_channels: channels of the returned feature map (heads size themselves from it).
+        out_stride: its stride relative to the input.
+        tap_names: module names (relative to `body`) whose outputs the mutual loss imitates.
+    """
+
+    def __init__(self, timm_name: str, family: Family, pretrained: str | None = None):
+        super().__init__()
+        try:
+            self.body = timm.create_model(timm_name, pretrained=False, features_only=True, **family.timm_kwargs)
+        except RuntimeError as err:  # timm's "Unknown model" error
+            raise ConfigError(f"model.backbone: timm has no model '{timm_name}' ({err})") from None
+        info = self.body.feature_info
+        strides = info.reduction()
+        index = strides.index(family.head_stride) if family.head_stride in strides else len(strides) - 1
+        self.out_index = index
+        self.out_channels = info.channels()[index]
+        self.out_stride = strides[index]
+        self.tap_names = family.taps or tuple(info.module_name())
+        modules = dict(self.body.named_modules())
+        missing = [name for name in self.tap_names if name not in modules]
+        assert not missing, f"taps {missing} not found in {timm_name}"
+        if pretrained:
+            load_backbone_weights(self.body, Path(pretrained))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)[self.out_index]
+
+
+def load_backbone_weights(body: nn.Module, path: Path) -> None:
+    """Load local backbone weights (e.g. ImageNet) safely; never downloads."""
+    if not path.is_file():
+        raise CheckpointError(f"model.pretrained: file not found: {path} (weights are never downloaded)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    result = body.load_state_dict(state, strict=False)
+    matched = len(body.state_dict()) - len(result.missing_keys)
+    if matched == 0:
+        raise CheckpointError(f"model.pretrained: no tensor of {path} matches the backbone")
+
+
+def create_backbone(name: str, pretrained: str | None = None) -> Backbone:
+    """Build a registered backbone, or any timm model as `timm:<name>`.
+
+    Example:
+        >>> net = create_backbone("hrnet_w18_small")
+        >>> net.out_channels, net.out_stride
+        (16, 4)
+    """
+    if name.startswith("timm:"):
+        timm_name = name.split(":", 1)[1]
+        family = next((f for key, f in FAMILIES.items() if timm_name.startswith(key)), GENERIC)
+        return Backbone(timm_name, family, pretrained)
+    return BACKBONES.get(name)(pretrained=pretrained)
+
+
+def _register(name: str, family: str) -> None:
+    def factory(pretrained: str | None = None) -> Backbone:
+        return Backbone(name, FAMILIES[family], pretrained)
+
+    factory.__doc__ = f"timm '{name}' read as the {family} family."
+    BACKBONES.register(name)(factory)
+
+
+for _name in ("hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w18", "hrnet_w32", "hrnet_w48"):
+    _register(_name, "hrnet")
+for _name in ("resnet18", "resnet50", "resnet101", "resnet152"):
+    _register(_name, "resnet")

@@ -1,0 +1,104 @@
+"""Trainer callbacks: checkpointing, metric logging, progress display (Lightning's split of concerns)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+if TYPE_CHECKING:
+    from harness.trainer import Trainer
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class Callback:
+    """Hooks the trainer calls; every method is optional."""
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None: ...
+
+    def on_fit_end(self, trainer: Trainer) -> None: ...
+
+
+class Checkpoint(Callback):
+    """Saves the full training state (atomically) at the end of every epoch and of the fit."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / CHECKPOINT_NAME
+
+    def on_epoch_end(self, trainer, logs):
+        trainer.save_checkpoint(self.path)
+
+    def on_fit_end(self, trainer):
+        trainer.save_checkpoint(self.path)
+
+
+class MetricsLogger(Callback):
+    """Appends JSON lines to metrics.jsonl and writes TensorBoard scalars into the run dir."""
+
+    def __init__(self, run_dir: Path, every: int = 10):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.every = max(1, every)
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def _write(self, kind: str, trainer, logs: dict[str, float]) -> None:
+        entry = {"kind": kind, "epoch": trainer.state.epoch, "step": trainer.state.step, **logs}
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+        for name, value in logs.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(f"{kind}/{name}", value, trainer.state.step)
+
+    def on_step_end(self, trainer, logs):
+        if trainer.state.step % self.every == 0:
+            self._write("step", trainer, logs)
+
+    def on_epoch_end(self, trainer, logs):
+        self._write("epoch", trainer, logs)
+        self.writer.flush()
+
+    def on_fit_end(self, trainer):
+        self.writer.close()
+
+
+def make_progress(console: Console | None = None) -> Progress:
+    """A rich progress bar with rate, elapsed time and ETA."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=console, transient=False,
+    )  # fmt: skip
+
+
+class ProgressBar(Callback):
+    """Shows steps done, the running loss and the ETA of the fit."""
+
+    def __init__(self, description: str, console: Console | None = None):
+        self.description = description
+        self.console = console
+        self.progress: Progress | None = None
+        self.job: Any = None
+
+    def on_fit_start(self, trainer):
+        self.progress = make_progress(self.console)
+        self.progress.start()
+        self.job = self.progress.add_task(
+            self.description, total=trainer.total_steps, completed=trainer.state.step, info=""
+        )
+
+    def on_step_end(self, trainer, logs):
+        info = f"epoch {trainer.state.epoch} loss {logs.get('loss', float('nan')):.4g}"
+        self.progress.update(self.job, completed=trainer.state.step, info=info)
+
+    def on_fit_end(self, trainer):
+        self.progress.stop()

@@ -1,0 +1,41 @@
+"""Task-agnostic evaluation: run `task.predict` over an eval split, then `task.evaluate`."""
+
+from __future__ import annotations
+
+import torch
+from rich.console import Console
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from harness.callbacks import make_progress
+from harness.task import Task
+from harness.trainer import to_device
+
+
+@torch.no_grad()
+def evaluate_split(
+    task: Task,
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int = 0,
+    amp: bool = False,
+    description: str = "eval",
+    console: Console | None = None,
+) -> dict[str, float]:
+    """Predict every sample of `dataset` with `model` (in eval mode) and score it."""
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")  # fmt: skip
+    predictions = []
+    with make_progress(console) as progress:
+        job = progress.add_task(description, total=len(dataset), info="")
+        for batch in loader:
+            with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+                predictions += task.predict(model, to_device(batch, device))
+            progress.advance(job, len(batch["image"]))
+    model.train(was_training)
+    return task.evaluate(predictions, dataset)

@@ -1,0 +1,24 @@
+"""The clean baseline: one network trained on clean images only."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.methods.base import Batch, Method
+from harness.registry import METHODS
+
+
+@METHODS.register("clean")
+class Clean(Method):
+    """One network, clean images, the task's supervised loss. The reference every method is compared to."""
+
+    def __init__(self, build_model, supervised_loss, settings=None):
+        super().__init__(build_model, supervised_loss, settings)
+        self.net = build_model()
+
+    def networks(self):
+        return {"net": self.net}
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        loss = self.supervised_loss(self.net(batch["image"]), batch)
+        return {"loss": loss, "loss_sup": loss.detach()}

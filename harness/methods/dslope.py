@@ -1,0 +1,88 @@
+"""D-Slope: dual-sample learning with a clean GNet and an occluded-input ENet that imitate each other.
+
+Exactly as the paper (and ../shared/design.md) states: two separate, identically built networks; GNet
+sees the clean crop, ENet its pixel-aligned occluded twin; both are supervised by the clean targets;
+each imitates the *detached* partner through MSE on tapped stage features and on outputs, weighted
+1e-3 for ENet's imitation of GNet and 1e-5 for GNet's imitation of ENet. Each network has its own
+optimizer. Because the partner is detached, back-propagating the sum of both losses gives each
+network exactly the gradient of its own loss, so the trainer's single backward is one step each.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+
+from harness.methods.base import Batch, Method
+from harness.registry import METHODS
+
+
+class DSlopeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enet_weight: float = 1e-3  # ENet imitating GNet
+    gnet_weight: float = 1e-5  # GNet imitating ENet
+    feature_loss: bool = True  # imitate tapped stage features
+    output_loss: bool = True  # imitate outputs (heatmaps / embeddings)
+
+
+def mimic_loss(
+    own_features: list[torch.Tensor],
+    own_output: torch.Tensor,
+    partner_features: list[torch.Tensor],
+    partner_output: torch.Tensor,
+    *,
+    use_features: bool = True,
+    use_output: bool = True,
+) -> torch.Tensor:
+    """Sum of MSEs between own tensors and the partner's detached ones (feature taps, then output)."""
+    terms = []
+    if use_features:
+        terms += [F.mse_loss(own, other.detach()) for own, other in zip(own_features, partner_features)]
+    if use_output:
+        terms.append(F.mse_loss(own_output, partner_output.detach()))
+    return torch.stack(terms).sum() if terms else own_output.new_zeros(())
+
+
+@METHODS.register("dslope")
+class DSlope(Method):
+    """GNet on clean images, ENet on occluded twins, mutual imitation. ENet is evaluated."""
+
+    Settings = DSlopeSettings
+    needs_twin = True
+
+    def __init__(self, build_model, supervised_loss, settings=None):
+        super().__init__(build_model, supervised_loss, settings)
+        self.enet = build_model()
+        self.gnet = build_model()
+
+    def networks(self):
+        return {"enet": self.enet, "gnet": self.gnet}
+
+    @property
+    def also_evaluated(self) -> tuple[str, ...]:
+        return ("gnet",)
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        s = self.settings
+        out_g = self.gnet(batch["image"])
+        feat_g = self.gnet.features
+        out_e = self.enet(batch["twin"])
+        feat_e = self.enet.features
+        sup_g = self.supervised_loss(out_g, batch)
+        sup_e = self.supervised_loss(out_e, batch)
+        flags = {"use_features": s.feature_loss, "use_output": s.output_loss}
+        mimic_g = mimic_loss(feat_g, out_g, feat_e, out_e, **flags)
+        mimic_e = mimic_loss(feat_e, out_e, feat_g, out_g, **flags)
+        loss_g = sup_g + s.gnet_weight * mimic_g
+        loss_e = sup_e + s.enet_weight * mimic_e
+        return {
+            "loss": loss_g + loss_e,
+            "loss_gnet": loss_g.detach(),
+            "loss_enet": loss_e.detach(),
+            "sup_gnet": sup_g.detach(),
+            "sup_enet": sup_e.detach(),
+            "mimic_gnet": mimic_g.detach(),
+            "mimic_enet": mimic_e.detach(),
+        }

@@ -1,0 +1,45 @@
+"""Backbone + task head as one network, with forward hooks that expose the tapped stage features."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from harness.backbones import Backbone
+
+
+def _flatten(output) -> list[torch.Tensor]:
+    """A hooked module may return a tensor or (HRNet) a list of branch tensors."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _flatten(item)]
+    return []
+
+
+class TaskModel(nn.Module):
+    """`head(backbone(x))`; after each forward, `features` holds the tapped stage outputs in tap order."""
+
+    def __init__(self, backbone: Backbone, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self._captured: dict[str, list[torch.Tensor]] = {}
+        modules = dict(backbone.body.named_modules())
+        for name in backbone.tap_names:
+            modules[name].register_forward_hook(self._make_hook(name))
+
+    def _make_hook(self, name: str):
+        def hook(_module, _inputs, output):
+            self._captured[name] = _flatten(output)
+
+        return hook
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._captured = {}
+        return self.head(self.backbone(x))
+
+    @property
+    def features(self) -> list[torch.Tensor]:
+        """Tapped features of the last forward, flattened across taps and branches."""
+        return [t for name in self.backbone.tap_names for t in self._captured.get(name, [])]

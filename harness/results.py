@@ -1,0 +1,104 @@
+"""Result records: one JSON file per (run, network, eval split) in results/runs/, written atomically.
+
+`harness report` reads only these files, so every number in a table traces back to one record with
+its config, config hash, data digests, package versions and commit.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.io import atomic_write_json
+
+SCHEMA_VERSION = 1
+_PACKAGES = ("torch", "torchvision", "timm", "numpy", "opencv-python-headless", "pycocotools", "dslope-harness")
+
+
+@dataclass
+class ResultRecord:
+    """What one evaluated network scored on one split, and everything needed to trust the number."""
+
+    run_id: str
+    task: str
+    method: str
+    backbone: str
+    dataset: str
+    split: str | None
+    network: str | None
+    status: str  # "ok" or "failed"
+    metrics: dict[str, float] = field(default_factory=dict)
+    higher_is_better: dict[str, bool] = field(default_factory=dict)
+    seed: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    config_hash: str = ""
+    data: dict[str, Any] = field(default_factory=dict)  # provenance: digests, box source, counts
+    training: dict[str, Any] = field(default_factory=dict)  # steps, images, wall time
+    versions: dict[str, str] = field(default_factory=dict)
+    commit: str = "unknown"
+    started_at: str = ""
+    ended_at: str = ""
+    reason: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def filename(self) -> str:
+        return f"{self.run_id}__{self.network or 'run'}__{self.split or 'none'}.json"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """The commit of the harness source (with '+dirty' when modified), or 'unknown' outside git."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True,
+            timeout=5,
+        )  # fmt: skip
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_record(record: ResultRecord, results_dir: Path) -> Path:
+    """Write atomically into results_dir/runs/ and return the path."""
+    path = Path(results_dir) / "runs" / record.filename
+    atomic_write_json(path, asdict(record))
+    return path
+
+
+def load_results(results_dir: Path = Path("results")) -> pd.DataFrame:
+    """All records under results_dir/runs/ as one row each; metrics become `metric.<name>` columns.
+
+    Example:
+        >>> df = load_results()
+        >>> df[df.status == "ok"].groupby(["method", "split"])["metric.AP"].mean()  # doctest: +SKIP
+    """
+    rows = []
+    for path in sorted(Path(results_dir, "runs").glob("*.json")):
+        record = json.loads(path.read_text())
+        row = {k: v for k, v in record.items() if k not in ("metrics", "config")}
+        row.update({f"metric.{k}": v for k, v in record.get("metrics", {}).items()})
+        row["config"] = record.get("config", {})
+        row["path"] = str(path)
+        rows.append(row)
+    return pd.DataFrame(rows)

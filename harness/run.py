@@ -1,0 +1,182 @@
+"""One run, top to bottom like HRNet's train.py: build -> data -> optimizers -> resume -> loop ->
+evaluate -> record. This is the only place that turns the config tree into objects.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch.utils.data import DataLoader
+
+from harness.backbones import create_backbone
+from harness.callbacks import CHECKPOINT_NAME, Checkpoint, MetricsLogger, ProgressBar
+from harness.config import RunConfig, load_config, save_config
+from harness.errors import ConfigError, HarnessError
+from harness.evaluation import evaluate_split
+from harness.model import TaskModel
+from harness.occlusion import OcclusionSettings
+from harness.registry import METHODS, TASKS
+from harness.results import ResultRecord, git_commit, package_versions, write_record
+from harness.task import OcclusionPlan
+from harness.trainer import Trainer, build_optimizer, seed_everything
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    records: list[ResultRecord]
+    steps: int
+    images: int
+    train_seconds: float
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id(cfg: RunConfig) -> str:
+    backbone = cfg.model.backbone.replace(":", "-").replace("/", "-")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{cfg.task}_{cfg.method}_{backbone}_s{cfg.seed}_{stamp}_{secrets.token_hex(2)}"
+
+
+def occlusion_plan(cfg: RunConfig, needs_twin: bool) -> OcclusionPlan:
+    o = cfg.occlusion
+
+    def settings(clean_fraction: float) -> OcclusionSettings:
+        return OcclusionSettings(clean_fraction=clean_fraction, patches_per_person=tuple(o.patches_per_person),
+                                 size_range=tuple(o.size_range), max_rotation=o.max_rotation)  # fmt: skip
+
+    if needs_twin and not o.enabled:
+        raise ConfigError(f"method '{cfg.method}' trains on occluded twins but occlusion.enabled is false")
+    train = settings(o.clean_fraction) if needs_twin else None
+    return OcclusionPlan(train=train, val=settings(o.val_clean_fraction), val_seed=o.val_seed,
+                         max_patches=o.max_patches)  # fmt: skip
+
+
+def default_workers() -> int:
+    """Leave one core to the training process; at most 8 loader workers."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def run_experiment(cfg: RunConfig | None, *, resume_dir: Path | None = None, console: Console | None = None) -> RunOutcome:
+    """Train and evaluate one method as `cfg` says, writing the run dir and result records.
+
+    Args:
+        cfg: the resolved configuration.
+        resume_dir: an existing run dir to continue from its last checkpoint (its own config is used).
+        console: where progress goes.
+
+    Returns:
+        the run id, its dir, the records written and how much was trained.
+
+    Raises:
+        HarnessError: bad data or config (no record is written), or a training failure (a `failed`
+            record is written first).
+    """
+    console = console or Console(stderr=True)
+    if resume_dir is not None:
+        resume_dir = Path(resume_dir)
+        if not (resume_dir / "config.yaml").is_file():
+            raise ConfigError(f"--resume: {resume_dir} is not a run dir (no config.yaml)")
+        cfg = load_config(resume_dir / "config.yaml")
+    run_dir = resume_dir or Path(cfg.output.work_dir) / new_run_id(cfg)
+    run_id = run_dir.name
+    results_dir = Path(cfg.output.results_dir)
+    started_at = _now()
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here")
+
+    # Build: task, method (its networks come from the model factory).
+    seed_everything(cfg.seed)
+    task = TASKS.get(cfg.task)(TASKS.get(cfg.task).Settings(**cfg.data))
+    method_cls = METHODS.get(cfg.method)
+    method_settings = method_cls.Settings(**cfg.method_args.get(cfg.method, {}))
+
+    def build_model() -> TaskModel:
+        backbone = create_backbone(cfg.model.backbone, pretrained=cfg.model.pretrained)
+        return TaskModel(backbone, task.head(backbone.out_channels, backbone.out_stride))
+
+    method = method_cls(build_model, task.loss, method_settings)
+
+    # Data: training set with twins when the method needs them, clean and frozen occluded val.
+    train_set, eval_splits = task.datasets(seed=cfg.seed, occlusion=occlusion_plan(cfg, method_cls.needs_twin))
+    workers = cfg.train.num_workers if cfg.train.num_workers is not None else default_workers()
+    loader = DataLoader(
+        train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=len(train_set) > cfg.train.batch_size,
+        num_workers=workers, pin_memory=device.type == "cuda", generator=torch.Generator(),
+        persistent_workers=False,
+    )  # fmt: skip
+
+    # Optimizers: one per network, same settings; multi-step LR per epoch.
+    o = cfg.optim
+    optimizers = {
+        name: build_optimizer(net.parameters(), name=o.name, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        for name, net in method.networks().items()
+    }
+    schedulers = {
+        name: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=o.milestones, gamma=o.gamma)
+        for name, opt in optimizers.items()
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    (run_dir / "config_hash").write_text(cfg.hash() + "\n")
+    trainer = Trainer(
+        method, optimizers, schedulers, device=device, epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
+        amp=cfg.train.amp, seed=cfg.seed,
+        callbacks=[MetricsLogger(run_dir, cfg.train.log_every), Checkpoint(run_dir),
+                   ProgressBar(f"train {cfg.method}", console)],
+    )  # fmt: skip
+
+    # Resume.
+    if resume_dir is not None:
+        trainer.load_checkpoint(run_dir / CHECKPOINT_NAME)
+
+    def record(split, network, status, metrics=None, reason=None) -> ResultRecord:
+        names = [m.name for m in task.metrics]
+        return ResultRecord(
+            run_id=run_id, task=cfg.task, method=cfg.method, backbone=cfg.model.backbone,
+            dataset=task.dataset_name, split=split, network=network, status=status, metrics=metrics or {},
+            higher_is_better={n: task.metric(n).higher_is_better for n in names}, seed=cfg.seed,
+            config=cfg.to_dict(), config_hash=cfg.hash(), data=task.provenance(),
+            training={"steps": trainer.state.step, "epochs": trainer.state.epoch, "images": trainer.state.images,
+                      "train_seconds": round(trainer.state.train_seconds, 2), "device": str(device),
+                      "steps_per_second": round(trainer.state.step / max(trainer.state.train_seconds, 1e-9), 4)},
+            versions=package_versions(), commit=git_commit(), started_at=started_at, ended_at=_now(),
+            reason=reason,
+        )  # fmt: skip
+
+    # Loop. From here on a failure is the run's outcome, recorded as such.
+    try:
+        trainer.fit(loader)
+    except HarnessError as err:
+        write_record(record(None, None, "failed", reason=str(err)), results_dir)
+        raise
+
+    # Evaluate: the evaluated network on every split, the others on the clean split.
+    networks = method.networks()
+    jobs = [(method.evaluated, split) for split in eval_splits]
+    jobs += [(name, task.clean_split) for name in method.also_evaluated]
+    scores = {}
+    for network, split in jobs:
+        scores[(network, split)] = evaluate_split(
+            task, networks[network], eval_splits[split], device=device, batch_size=cfg.train.eval_batch_size,
+            num_workers=workers, amp=cfg.train.amp, description=f"eval {network} on {split}", console=console,
+        )  # fmt: skip
+
+    # Record: one file per (network, split), written only once everything has been scored.
+    records = [record(split, network, "ok", metrics) for (network, split), metrics in scores.items()]
+    for rec in records:
+        write_record(rec, results_dir)
+    return RunOutcome(run_id, run_dir, records, trainer.state.step, trainer.state.images,
+                      trainer.state.train_seconds)  # fmt: skip
+
+

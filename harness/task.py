@@ -1,0 +1,102 @@
+"""The task contract: the only thing the engine knows about a task.
+
+A task adapts one kind of data (human pose, face landmarks, face identity) to the single trainer:
+datasets with clean images and their occluded twins, a head, the supervised loss, prediction and the
+metric. Methods and the trainer are written once against this class and never import a task.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+from torch.utils.data import Dataset
+
+from harness.occlusion import OcclusionSettings
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric name and its direction, so results, sweeps and reports need no task knowledge."""
+
+    name: str
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class OcclusionPlan:
+    """How the occluded twins are made for training and for the frozen occluded val split.
+
+    Attributes:
+        train: twin settings for training samples, or None when no method needs twins.
+        val: settings of the frozen occluded val split (built once per `val_seed`, cached).
+        val_seed: seed of the frozen occluded val split; every method sees the same images.
+        max_patches: size of the body-part patch library.
+    """
+
+    train: OcclusionSettings | None
+    val: OcclusionSettings
+    val_seed: int = 0
+    max_patches: int = 500
+
+
+def default_cache_dir() -> Path:
+    """Where embedded datasets and frozen splits are generated: $HARNESS_CACHE or ~/.cache/dslope-harness."""
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "dslope-harness"))
+
+
+class Task(ABC):
+    """Base class of every task. Subclasses are registered with `@TASKS.register(name)`.
+
+    Batches are dicts: `image` (clean input), `twin` (occluded input, when requested), the task's
+    targets, and `meta` (whatever `predict` needs to map outputs back to the source data).
+    """
+
+    Settings: type[BaseModel]
+    metrics: tuple[Metric, ...]
+    primary_metric: str
+    clean_split = "clean_val"
+    occluded_split = "occluded_val"
+
+    def __init__(self, settings: BaseModel, cache_dir: Path | None = None):
+        self.settings = settings
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+
+    @property
+    @abstractmethod
+    def dataset_name(self) -> str:
+        """Name of the data source, for result records (e.g. 'synthetic-coco', 'coco')."""
+
+    @abstractmethod
+    def datasets(self, *, seed: int, occlusion: OcclusionPlan) -> tuple[Dataset, dict[str, Dataset]]:
+        """Return the training set and the eval splits (at least `clean_val` and `occluded_val`)."""
+
+    @abstractmethod
+    def head(self, in_channels: int, in_stride: int) -> nn.Module:
+        """The task head, sized from the backbone's output channels and stride."""
+
+    @abstractmethod
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """The supervised loss only (imitation terms belong to methods)."""
+
+    @abstractmethod
+    def predict(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run the model (with any test-time augmentation) and decode to predictions in source coordinates."""
+
+    @abstractmethod
+    def evaluate(self, predictions: list[dict[str, Any]], dataset: Dataset) -> dict[str, float]:
+        """Score predictions of one eval split."""
+
+    def provenance(self) -> dict[str, Any]:
+        """Digests and sources of the data used, for result records."""
+        return {}
+
+    @classmethod
+    def metric(cls, name: str) -> Metric:
+        return next(m for m in cls.metrics if m.name == name)
