@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from harness.backbones import create_backbone
+from harness.errors import CheckpointError, ConfigError
+from harness.model import TaskModel
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "stride"),
+    [("hrnet_w18_small", 16, 4), ("hrnet_w32", 32, 4), ("resnet50", 2048, 32), ("timm:mobilenetv3_small_050", None, 32)],
+)
+def test_declared_channels_and_stride_match_real_output(name, channels, stride):
+    net = create_backbone(name).eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, 3, 64, 48))
+    assert out.shape[1] == net.out_channels
+    assert (64 // out.shape[2], 48 // out.shape[3]) == (net.out_stride, net.out_stride) == (stride, stride)
+    if channels is not None:
+        assert net.out_channels == channels
+
+
+@pytest.mark.parametrize("name", ["hrnet_w18_small", "resnet50", "timm:mobilenetv3_small_050"])
+def test_taps_capture_stage_features(name):
+    backbone = create_backbone(name)
+    model = TaskModel(backbone, torch.nn.Conv2d(backbone.out_channels, 3, 1))
+    model(torch.randn(2, 3, 64, 48))
+    first = [t.shape for t in model.features]
+    assert len(first) >= len(backbone.tap_names) >= 3
+    assert all(shape[0] == 2 for shape in first)
+    model(torch.randn(2, 3, 64, 48))
+    assert [t.shape for t in model.features] == first  # refreshed, not accumulated
+
+
+def test_hrnet_taps_are_the_declared_stages():
+    assert create_backbone("hrnet_w32").tap_names == ("stage2", "stage3", "stage4")
+
+
+def test_unknown_timm_model_is_a_config_error():
+    with pytest.raises(ConfigError, match="timm has no model 'not_a_model'"):
+        create_backbone("timm:not_a_model")
+
+
+def test_pretrained_path_must_exist(tmp_path):
+    with pytest.raises(CheckpointError, match="file not found.*never downloaded"):
+        create_backbone("hrnet_w18_small", pretrained=str(tmp_path / "missing.pth"))
+
+
+def test_pretrained_weights_load_from_local_file(tmp_path):
+    source = create_backbone("hrnet_w18_small")
+    path = tmp_path / "w.pth"
+    torch.save(source.body.state_dict(), path)
+    loaded = create_backbone("hrnet_w18_small", pretrained=str(path))
+    key = next(iter(source.body.state_dict()))
+    assert torch.equal(source.body.state_dict()[key], loaded.body.state_dict()[key])
