@@ -1,0 +1,52 @@
+"""The CLI: help, list, one-line errors with non-zero exit and no result record."""
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+
+runner = CliRunner()
+
+
+def test_help_documents_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "list"):
+        assert command in result.output
+
+
+def test_list_shows_registered_names():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for name in ("pose", "clean", "dslope", "hrnet_w32", "hrnet_w18_small", "resnet50"):
+        assert name in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--backbone", "hrnet_w99"], "unknown backbone 'hrnet_w99'"),
+        (["--task", "poze"], "unknown task 'poze'"),
+        (["--method", "dslop"], "unknown method 'dslop'"),
+        (["--set", "train.batchsize=2"], "unknown config key 'train.batchsize'"),
+        (["--set", "data.dataset=coco", "--set", "data.root=/no/such/coco"], "COCO folder not found: /no/such/coco"),
+    ],
+)
+def test_bad_input_is_one_line_nonzero_and_writes_nothing(args, fragment, tiny_pose_overrides, tmp_path):
+    sets = [x for o in tiny_pose_overrides for x in ("--set", o)]
+    result = runner.invoke(app, ["run", "--task", "pose", *sets, *args])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+    assert "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) <= 2
+    assert not list((tmp_path / "results").rglob("*.json"))
+
+
+def test_run_trains_both_methods_and_prints_comparison(tiny_pose_overrides, tmp_path):
+    sets = [x for o in tiny_pose_overrides for x in ("--set", o)]
+    result = runner.invoke(app, ["run", "--task", "pose", "--backbone", "hrnet_w18_small", *sets])
+    assert result.exit_code == 0, result.output
+    assert "Comparison" in result.output
+    assert "clean: trained 2 steps on 8 images" in result.output
+    assert "dslope: trained 2 steps on 8 images" in result.output
+    assert len(list((tmp_path / "results" / "runs").glob("*.json"))) == 5
