@@ -1,0 +1,529 @@
+"""Body-part patch library and seeded placement: the "occluded twin" of D-Slope.
+
+Why: D-Slope trains two networks on the same person. GNet sees the clean crop; ENet sees an *occluded
+twin* in which patches of real human body parts (forearms, legs, heads, torsos cut out of the training
+set's own person masks) cover some joints, since other people are the commonest occluders in crowded
+scenes. The patches are pasted on the full image *before* the crop/affine shared with the clean image,
+so the two crops are pixel-aligned and both networks learn from the same clean targets.
+
+This module knows nothing about a concrete task: the part definitions (which keypoint indices bound a
+limb or a region) and the anchor joints come in as plain arguments from the task.
+
+Example:
+    >>> parts = {"head": (0, 1, 2, 3, 4), "lower_arm_l": (7, 9)}
+    >>> library = PatchLibrary.from_coco(ann_file, image_dir, parts=parts)  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> twin, covered = occluded_twin(image, keypoints, box, library, rng, anchors=(7, 8),
+    ...                               settings=OcclusionSettings())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from harness.errors import ConfigError, DataError
+
+_FORMAT_VERSION = 1
+
+# Limb geometry, relative to the limb length L and the person's longer box side S.
+_LIMB_WIDTH = 0.6  # rectangle width = 0.6 * L ...
+_LIMB_WIDTH_CLAMP = (0.06, 0.25)  # ... clamped to [0.06 S, 0.25 S] (foreshortened or very long limbs)
+_LIMB_EXTEND = 0.15  # the rectangle runs 0.15 * L past both joints, so the joints themselves are inside
+# Region geometry: the keypoints' convex hull grown by 0.15 * its diagonal + 0.03 * S.
+_REGION_MARGIN = 0.15
+_REGION_MIN_POINTS = 3  # a region is cut from its labelled keypoints when at least this many are labelled
+_REGION_MARGIN_FLOOR = 0.03
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One body-part cut-out.
+
+    Attributes:
+        rgba: (h, w, 4) uint8 image (BGR + alpha); alpha is 0 or 255 (the person mask), colour is 0 where
+            alpha is 0.
+        part: the body part's name, e.g. "lower_arm_l" or "head".
+    """
+
+    rgba: np.ndarray
+    part: str
+
+
+class PatchLibrary:
+    """An ordered, immutable collection of body-part patches.
+
+    Args:
+        patches: the patches; each `rgba` must be an (h, w, 4) uint8 array with h, w > 0.
+
+    Raises:
+        ValueError: a patch is not an (h, w, 4) uint8 array.
+    """
+
+    def __init__(self, patches: Sequence[Patch]):
+        checked = []
+        for index, patch in enumerate(patches):
+            rgba = np.asarray(patch.rgba)
+            if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[2] != 4 or 0 in rgba.shape:
+                raise ValueError(
+                    f"patch {index} ('{patch.part}'): expected (h, w, 4) uint8, got {rgba.shape} {rgba.dtype}"
+                )
+            rgba = np.ascontiguousarray(rgba).copy()
+            rgba.setflags(write=False)
+            checked.append(Patch(rgba=rgba, part=str(patch.part)))
+        self._patches: tuple[Patch, ...] = tuple(checked)
+
+    def __len__(self) -> int:
+        return len(self._patches)
+
+    def __getitem__(self, index: int) -> Patch:
+        return self._patches[index]
+
+    def __iter__(self):
+        return iter(self._patches)
+
+    @property
+    def patches(self) -> tuple[Patch, ...]:
+        """All patches, in library order."""
+        return self._patches
+
+    def part_counts(self) -> dict[str, int]:
+        """How many patches each part contributed (for logs and provenance)."""
+        counts: dict[str, int] = {}
+        for patch in self._patches:
+            counts[patch.part] = counts.get(patch.part, 0) + 1
+        return counts
+
+    @classmethod
+    def from_coco(
+        cls,
+        ann_file: Path,
+        image_dir: Path,
+        *,
+        parts: Mapping[str, Sequence[int]],
+        max_patches: int = 500,
+        min_size: int = 8,
+        seed: int = 0,
+    ) -> PatchLibrary:
+        """Cut body-part patches out of the person masks of a COCO keypoint annotation file.
+
+        Every non-crowd annotation with a segmentation (polygons, compressed or uncompressed RLE) is a
+        candidate for each of its parts whose keypoints are labelled (v > 0). A part of two keypoints is a
+        limb (both must be labelled): a rectangle along the segment, about 0.6x its length wide (clamped
+        relative to the person box) and running a little past both joints. A part of three or more
+        keypoints is a region (at least three must be labelled, so a head seen in profile still counts):
+        the convex hull of the labelled points grown by a margin relative to its size. Either shape is
+        intersected with the person mask; the patch is the bounding box of the result with the mask as
+        alpha. Cut-outs smaller than `min_size` on a side, or with fewer than `min_size**2` mask pixels,
+        are skipped.
+
+        When there are more than `max_patches` valid cut-outs, a uniform random subset is kept (candidates
+        are visited in a seeded random order until enough are valid, so only the images needed are read).
+        The result is ordered by (image id, annotation id, part order in `parts`) and is a pure function of
+        the inputs and `seed`.
+
+        Args:
+            ann_file: COCO json with `images` and `annotations` (`keypoints`, `segmentation`, `bbox`).
+            image_dir: folder holding the images named by `file_name`.
+            parts: part name -> keypoint indices that bound it (at least two each).
+            max_patches: the most patches to keep.
+            min_size: the smallest accepted side of a cut-out, in pixels.
+            seed: the seed of the subsampling.
+
+        Returns:
+            The library (possibly empty when no annotation qualifies).
+
+        Raises:
+            ConfigError: a part has fewer than two or negative keypoint indices, or max_patches < 1.
+            DataError: the annotation file or an image it names is missing or unreadable.
+
+        Example:
+            >>> lib = PatchLibrary.from_coco(Path("ann.json"), Path("images"), parts={"lower_arm_l": (7, 9)})
+            ... # doctest: +SKIP
+        """
+        part_items = _check_parts(parts)
+        if max_patches < 1:
+            raise ConfigError(f"max_patches: expected >= 1, got {max_patches}")
+        try:
+            data = json.loads(Path(ann_file).read_text())
+        except (OSError, ValueError) as err:
+            raise DataError(f"{ann_file}: cannot read the COCO annotations ({err})") from None
+        images = {info["id"]: info for info in data.get("images", [])}
+
+        # Candidates from the annotations alone, in canonical order.
+        candidates: list[tuple[int, str, tuple[int, ...]]] = []
+        annotations = sorted(
+            data.get("annotations", []), key=lambda a: (a.get("image_id", 0), a.get("id", 0))
+        )
+        for ann_index, ann in enumerate(annotations):
+            if ann.get("iscrowd", 0) or not ann.get("segmentation") or ann.get("image_id") not in images:
+                continue
+            keypoints = np.asarray(ann.get("keypoints", []), dtype=np.float64).reshape(-1, 3)
+            for name, indices in part_items:
+                present = tuple(i for i in indices if i < len(keypoints) and keypoints[i, 2] > 0)
+                if len(present) == len(indices) or len(present) >= _REGION_MIN_POINTS:
+                    candidates.append((ann_index, name, present))
+
+        @functools.lru_cache(maxsize=8)
+        def read_image(image_id: int) -> np.ndarray:
+            path = Path(image_dir) / images[image_id]["file_name"]
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise DataError(f"{path}: image missing or unreadable (named by {ann_file})")
+            return image
+
+        @functools.lru_cache(maxsize=16)
+        def person_mask(ann_index: int) -> np.ndarray:
+            ann = annotations[ann_index]
+            height, width = read_image(ann["image_id"]).shape[:2]
+            where = f"{ann_file}, annotation {ann.get('id')}"
+            return _decode_segmentation(ann["segmentation"], height, width, where=where)
+
+        order = np.random.default_rng(seed).permutation(len(candidates))
+        kept: list[tuple[int, Patch]] = []
+        for position in order:
+            ann_index, name, indices = candidates[position]
+            ann = annotations[ann_index]
+            image = read_image(ann["image_id"])
+            mask = person_mask(ann_index)
+            keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)[list(indices), :2]
+            rgba = _cut_part(image, mask, keypoints, _person_scale(ann, mask), min_size)
+            if rgba is not None:
+                kept.append((int(position), Patch(rgba=rgba, part=name)))
+                if len(kept) == max_patches:
+                    break
+        kept.sort(key=lambda item: item[0])
+        return cls([patch for _, patch in kept])
+
+    def save(self, path: Path) -> None:
+        """Write the library as a compressed .npz (no pickled objects), atomically.
+
+        Args:
+            path: the destination file; its folder is created.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shapes = np.array([p.rgba.shape[:2] for p in self._patches], dtype=np.int64).reshape(-1, 2)
+        pixels = np.concatenate([p.rgba.reshape(-1) for p in self._patches] or [np.zeros(0, np.uint8)])
+        names = np.array([p.part for p in self._patches], dtype=str)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez_compressed(
+                    handle, version=np.array(_FORMAT_VERSION), shapes=shapes, pixels=pixels, parts=names
+                )
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> PatchLibrary:
+        """Read a library written by `save`.
+
+        Args:
+            path: the .npz file.
+
+        Returns:
+            The library, equal (same `digest`) to the one saved.
+
+        Raises:
+            DataError: the file is missing, not a patch library, or inconsistent.
+        """
+        try:
+            with np.load(Path(path), allow_pickle=False) as archive:
+                version = int(archive["version"])
+                shapes, pixels, names = archive["shapes"], archive["pixels"], archive["parts"]
+        except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path}: not a readable patch library ({err})") from None
+        sizes = shapes[:, 0] * shapes[:, 1] * 4 if len(shapes) else np.zeros(0, np.int64)
+        if version != _FORMAT_VERSION or len(names) != len(shapes) or int(sizes.sum()) != pixels.size:
+            raise DataError(
+                f"{path}: patch library format {version} with {len(shapes)} shapes, {len(names)} names and "
+                f"{pixels.size} bytes is inconsistent (expected format {_FORMAT_VERSION})"
+            )
+        ends = np.cumsum(sizes)
+        patches = [
+            Patch(rgba=pixels[end - size : end].reshape(int(h), int(w), 4), part=str(name))
+            for (h, w), size, end, name in zip(shapes, sizes, ends, names, strict=True)
+        ]
+        return cls(patches)
+
+    def digest(self) -> str:
+        """SHA-256 (hex) over every patch's part name, shape and bytes, in order: the library's identity."""
+        sha = hashlib.sha256()
+        for patch in self._patches:
+            sha.update(patch.part.encode() + b"\0")
+            sha.update(np.asarray(patch.rgba.shape, dtype="<i8").tobytes())
+            sha.update(patch.rgba.tobytes())
+        return sha.hexdigest()
+
+
+@dataclass(frozen=True)
+class OcclusionSettings:
+    """How an occluded twin is drawn.
+
+    Attributes:
+        clean_fraction: share of twins left unoccluded (the twin equals the clean image).
+        patches_per_person: inclusive range of the number of patches pasted on an occluded person.
+        size_range: the patch's longer side relative to the person box's longer side, drawn uniformly.
+        max_rotation: patch rotation in degrees, drawn uniformly in [-max_rotation, max_rotation].
+
+    Raises:
+        ConfigError: a value is out of range.
+    """
+
+    clean_fraction: float = 1 / 3
+    patches_per_person: tuple[int, int] = (1, 3)
+    size_range: tuple[float, float] = (0.25, 0.5)
+    max_rotation: float = 45.0
+
+    def __post_init__(self):
+        low, high = self.patches_per_person
+        small, large = self.size_range
+        if not 0.0 <= self.clean_fraction <= 1.0:
+            raise ConfigError(
+                f"occlusion.clean_fraction: expected a value in [0, 1], got {self.clean_fraction!r}"
+            )
+        if not 0 <= low <= high:
+            raise ConfigError(
+                f"occlusion.patches_per_person: expected 0 <= low <= high, got {self.patches_per_person}"
+            )
+        if not 0.0 < small <= large:
+            raise ConfigError(f"occlusion.size_range: expected 0 < low <= high, got {self.size_range}")
+        if self.max_rotation < 0:
+            raise ConfigError(f"occlusion.max_rotation: expected >= 0 degrees, got {self.max_rotation}")
+
+
+def occluded_twin(
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    box: Sequence[float],
+    library: PatchLibrary,
+    rng: np.random.Generator,
+    *,
+    anchors: Sequence[int],
+    settings: OcclusionSettings,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paste body-part patches over a person's joints: the occluded twin of `image`.
+
+    The rng is consumed in a fixed order (one draw for clean-or-not, one for the patch count, then per
+    patch: anchor, patch, size, rotation), so the twin is a pure function of the inputs and the rng state.
+
+    Args:
+        image: (H, W, 3) uint8 image (BGR as cv2 loads it); left untouched.
+        keypoints: (K, 3) [x, y, v] in image coordinates.
+        box: the person box [x, y, w, h]; its longer side sets the patch size.
+        library: the patches to draw from.
+        rng: the random source.
+        anchors: keypoint indices a patch may be centred on; a random labelled one is used per patch, the
+            box centre when none is labelled.
+        settings: clean fraction, patch count, size and rotation ranges.
+
+    Returns:
+        (twin, covered): a new (H, W, 3) uint8 array, and a (K,) bool array that is True for each keypoint
+        that is labelled, inside the image, and under a pasted patch's alpha at its rounded position.
+
+    Raises:
+        ValueError: `image` is not (H, W, 3) uint8 or `keypoints` is not (K, 3).
+        DataError: the library is empty.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> twin, covered = occluded_twin(image, keypoints, [10, 20, 80, 160], library, rng,
+        ...                               anchors=(7, 8), settings=OcclusionSettings())  # doctest: +SKIP
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image: expected (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.ndim != 2 or keypoints.shape[1] != 3:
+        raise ValueError(f"keypoints: expected (K, 3) [x, y, v], got shape {keypoints.shape}")
+    twin = image.copy()
+    covered = np.zeros(len(keypoints), dtype=bool)
+    if rng.random() < settings.clean_fraction:
+        return twin, covered
+    if len(library) == 0:
+        raise DataError("occluded_twin: the patch library is empty")
+
+    height, width = image.shape[:2]
+    labelled = [a for a in anchors if 0 <= a < len(keypoints) and keypoints[a, 2] > 0]
+    bx, by, bw, bh = (float(v) for v in box)
+    longer = max(bw, bh)
+    # Keypoints that can be covered: labelled and (rounded) inside the image.
+    kx = np.floor(keypoints[:, 0] + 0.5).astype(np.int64)
+    ky = np.floor(keypoints[:, 1] + 0.5).astype(np.int64)
+    testable = (keypoints[:, 2] > 0) & (kx >= 0) & (kx < width) & (ky >= 0) & (ky < height)
+
+    count = int(rng.integers(settings.patches_per_person[0], settings.patches_per_person[1] + 1))
+    for _ in range(count):
+        anchor_draw = rng.random()
+        patch = library[int(rng.integers(len(library)))]
+        side = max(4.0, rng.uniform(*settings.size_range) * longer)
+        angle = rng.uniform(-settings.max_rotation, settings.max_rotation)
+        if labelled:
+            x, y = keypoints[labelled[int(anchor_draw * len(labelled))], :2]
+        else:
+            x, y = bx + bw / 2, by + bh / 2
+        pasted = _place(patch.rgba, side, angle, float(x), float(y), height, width)
+        if pasted is None:
+            continue
+        x0, y0, colour, alpha = pasted
+        window = twin[y0 : y0 + alpha.shape[0], x0 : x0 + alpha.shape[1]]
+        window[alpha] = colour[alpha]
+        inside = testable & (kx >= x0) & (kx < x0 + alpha.shape[1]) & (ky >= y0) & (ky < y0 + alpha.shape[0])
+        covered[inside] |= alpha[ky[inside] - y0, kx[inside] - x0]
+    return twin, covered
+
+
+def _check_parts(parts: Mapping[str, Sequence[int]]) -> list[tuple[str, tuple[int, ...]]]:
+    items = []
+    for name, indices in parts.items():
+        indices = tuple(int(i) for i in indices)
+        if len(indices) < 2 or min(indices) < 0:
+            raise ConfigError(f"parts['{name}']: expected >= 2 non-negative keypoint indices, got {indices}")
+        items.append((str(name), indices))
+    return items
+
+
+def _decode_segmentation(segmentation, height: int, width: int, *, where: str) -> np.ndarray:
+    """A COCO segmentation (polygons, compressed or uncompressed RLE) as an (H, W) bool mask."""
+    if isinstance(
+        segmentation, list
+    ):  # polygons: fewer than 3 points has no area (4 numbers would read as a box)
+        polygons = [p for p in segmentation if len(p) >= 6 and len(p) % 2 == 0]
+        if not polygons:
+            return np.zeros((height, width), dtype=bool)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        if list(segmentation["size"]) != [height, width]:
+            raise DataError(
+                f"{where}: RLE size {segmentation['size']} does not match the image ({height}, {width})"
+            )
+        if isinstance(segmentation["counts"], list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            counts = segmentation["counts"]
+            rle = {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
+    else:
+        raise DataError(f"{where}: unknown segmentation format {type(segmentation).__name__}")
+    return mask_utils.decode(rle).astype(bool)
+
+
+def _person_scale(ann: dict, mask: np.ndarray) -> float:
+    """The person's longer box side (from `bbox`, or the mask when the box is missing)."""
+    box = ann.get("bbox")
+    if box and len(box) == 4 and max(box[2], box[3]) > 0:
+        return float(max(box[2], box[3]))
+    ys, xs = np.nonzero(mask)
+    return float(max(np.ptp(xs) + 1, np.ptp(ys) + 1)) if len(xs) else 1.0
+
+
+def _cut_part(image: np.ndarray, mask: np.ndarray, points: np.ndarray, scale: float, min_size: int):
+    """The (h, w, 4) RGBA cut-out of one part, or None when it is empty or too small."""
+    height, width = mask.shape
+    if len(points) == 2:
+        start, end = points
+        length = float(np.hypot(*(end - start)))
+        if length < 1.0:
+            return None
+        along = (end - start) / length
+        across = np.array([-along[1], along[0]])
+        half_width = 0.5 * float(np.clip(_LIMB_WIDTH * length, *(c * scale for c in _LIMB_WIDTH_CLAMP)))
+        a, b = start - _LIMB_EXTEND * length * along, end + _LIMB_EXTEND * length * along
+        corners = np.stack(
+            [
+                a + half_width * across,
+                b + half_width * across,
+                b - half_width * across,
+                a - half_width * across,
+            ]
+        )
+        margin = 0.0
+    else:
+        corners = points
+        margin = _REGION_MARGIN * float(np.hypot(*np.ptp(points, axis=0))) + _REGION_MARGIN_FLOOR * scale
+    # Work in the window the shape can reach, clipped to the image.
+    x0 = max(0, int(math.floor(corners[:, 0].min() - margin)))
+    y0 = max(0, int(math.floor(corners[:, 1].min() - margin)))
+    x1 = min(width, int(math.ceil(corners[:, 0].max() + margin)) + 1)
+    y1 = min(height, int(math.ceil(corners[:, 1].max() + margin)) + 1)
+    if x1 - x0 < min_size or y1 - y0 < min_size:
+        return None
+    shape = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    local = np.round(corners - [x0, y0]).astype(np.int32)
+    cv2.fillConvexPoly(shape, cv2.convexHull(local), 1)
+    if margin > 0:  # grow the hull by `margin`: pixels whose distance to it is within the margin
+        distance = cv2.distanceTransform((shape == 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        shape = (distance <= margin).astype(np.uint8)
+    region = shape.astype(bool) & mask[y0:y1, x0:x1]
+    rows, cols = np.any(region, axis=1), np.any(region, axis=0)
+    if not rows.any():
+        return None
+    r0, r1 = np.argmax(rows), len(rows) - np.argmax(rows[::-1])
+    c0, c1 = np.argmax(cols), len(cols) - np.argmax(cols[::-1])
+    region = region[r0:r1, c0:c1]
+    if min(region.shape) < min_size or region.sum() < min_size * min_size:
+        return None
+    rgba = np.zeros((*region.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = image[y0 + r0 : y0 + r1, x0 + c0 : x0 + c1]
+    rgba[~region, :3] = 0  # colour outside the mask means nothing: zero it (stable bytes, smaller files)
+    rgba[..., 3] = region * np.uint8(255)
+    return rgba
+
+
+def _place(rgba: np.ndarray, side: float, angle: float, x: float, y: float, height: int, width: int):
+    """Resize `rgba` to a longer side of `side` px, rotate by `angle` degrees and centre it on (x, y).
+
+    Returns:
+        (x0, y0, colour, alpha) for the image window at (x0, y0) that the patch reaches, clipped to the
+        image: colour (h, w, 3) uint8 and a binary alpha (h, w) bool; or None when the patch misses the image.
+    """
+    h, w = rgba.shape[:2]
+    factor = side / max(h, w)
+    new_w, new_h = max(1, round(w * factor)), max(1, round(h * factor))
+    # Premultiplied colour (it is 0 where alpha is 0) and alpha are resampled together, then divided:
+    # edge pixels keep the patch's colour instead of fading towards black.
+    layers = rgba.astype(np.float32)
+    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    layers = cv2.resize(layers, (new_w, new_h), interpolation=interpolation)
+    theta = math.radians(angle)
+    # Snap the centre so the patch's pixel grid lands on the image's: an unrotated patch is pasted
+    # without resampling (the centre moves by at most half a pixel).
+    x = round(x - (new_w - 1) / 2) + (new_w - 1) / 2
+    y = round(y - (new_h - 1) / 2) + (new_h - 1) / 2
+    half_w = 0.5 * (abs(new_w * math.cos(theta)) + abs(new_h * math.sin(theta))) + 1
+    half_h = 0.5 * (abs(new_w * math.sin(theta)) + abs(new_h * math.cos(theta))) + 1
+    x0, y0 = max(0, math.floor(x - half_w)), max(0, math.floor(y - half_h))
+    x1, y1 = min(width, math.ceil(x + half_w) + 1), min(height, math.ceil(y + half_h) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    matrix = cv2.getRotationMatrix2D(((new_w - 1) / 2, (new_h - 1) / 2), angle, 1.0)
+    matrix[:, 2] += (x - x0 - (new_w - 1) / 2, y - y0 - (new_h - 1) / 2)
+    warped = cv2.warpAffine(
+        layers,
+        matrix,
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    alpha = warped[..., 3] >= 128
+    if not alpha.any():
+        return None
+    weight = np.maximum(warped[..., 3:], 1e-3) / 255.0
+    colour = np.clip(warped[..., :3] / weight + 0.5, 0, 255).astype(np.uint8)
+    return x0, y0, colour, alpha
