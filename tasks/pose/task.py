@@ -20,7 +20,6 @@ from tasks.pose.evaluation import oks_ap
 from tasks.pose.head import HeatmapHead
 from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_FLIP_PAIRS, COCO_OCCLUSION_ANCHORS, COCO_OKS_SIGMAS
 from tasks.pose.occluded_val import build_occluded_split, file_digest
-from tasks.pose.synthetic import ensure_synthetic_coco
 
 
 class PoseSettings(BaseModel):
@@ -79,6 +78,8 @@ class PoseTask(Task):
     def _source_files(self, seed: int) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
         s = self.settings
         if s.dataset == "synthetic":
+            from tasks.pose.synthetic import ensure_synthetic_coco
+
             root = self.cache_dir / "pose"
             size = tuple(s.synthetic_image_size)
             train = ensure_synthetic_coco(root, split="train", num_images=s.synthetic_train_images, seed=seed, image_size=size)

@@ -13,9 +13,9 @@ from harness.model import TaskModel
 def test_declared_channels_and_stride_match_real_output(name, channels, stride):
     net = create_backbone(name).eval()
     with torch.no_grad():
-        out = net(torch.randn(1, 3, 64, 48))
+        out = net(torch.randn(1, 3, 64, 64))
     assert out.shape[1] == net.out_channels
-    assert (64 // out.shape[2], 48 // out.shape[3]) == (net.out_stride, net.out_stride) == (stride, stride)
+    assert (64 // out.shape[2], 64 // out.shape[3]) == (net.out_stride, net.out_stride) == (stride, stride)
     if channels is not None:
         assert net.out_channels == channels
 
@@ -24,11 +24,11 @@ def test_declared_channels_and_stride_match_real_output(name, channels, stride):
 def test_taps_capture_stage_features(name):
     backbone = create_backbone(name)
     model = TaskModel(backbone, torch.nn.Conv2d(backbone.out_channels, 3, 1))
-    model(torch.randn(2, 3, 64, 48))
+    model(torch.randn(2, 3, 64, 64))
     first = [t.shape for t in model.features]
     assert len(first) >= len(backbone.tap_names) >= 3
     assert all(shape[0] == 2 for shape in first)
-    model(torch.randn(2, 3, 64, 48))
+    model(torch.randn(2, 3, 64, 64))
     assert [t.shape for t in model.features] == first  # refreshed, not accumulated
 
 

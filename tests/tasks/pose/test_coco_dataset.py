@@ -40,7 +40,7 @@ def test_target_peaks_sit_on_projected_keypoints(coco_fixture):
 
 def test_augmented_samples_are_reproducible_per_epoch(coco_fixture):
     ann_file, image_dir = coco_fixture
-    dataset = CocoKeypoints(ann_file, image_dir, input_size=(64, 48), augmentation=Augmentation(), seed=5)
+    dataset = CocoKeypoints(ann_file, image_dir, input_size=(96, 64), augmentation=Augmentation(), seed=5)
     a, b = dataset[3], dataset[3]
     assert torch.equal(a["image"], b["image"])
     dataset.set_epoch(1)
