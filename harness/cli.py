@@ -60,7 +60,7 @@ def _comparison_table(outcomes, task_cls) -> Table:
 
 @app.command()
 def run(
-    task: str = typer.Option("pose", help="Registered task (see `harness list`)."),
+    task: Optional[str] = typer.Option(None, help="Registered task (see `harness list`); default: the config's, pose."),
     backbone: Optional[str] = typer.Option(None, help="Registered backbone or timm:<name>."),
     method: Optional[str] = typer.Option(
         None, help="clean | dslope | all. Default: train clean and dslope and compare them."
@@ -80,12 +80,14 @@ def run(
             outcomes = [run_experiment(None, resume_dir=resume, console=console)]
             task_cls = TASKS.get(outcomes[0].records[0].task)
         else:
-            overrides = [f"task={task}", *set_]
+            if task is not None:
+                TASKS.get(task)  # an unknown task is named before any file is looked for
+            overrides = [*([f"task={task}"] if task else []), *set_]
             if backbone:
                 overrides.append(f"model.backbone={backbone}")
             if device:
                 overrides.append(f"device={device}")
-            path = config or default_config_path(task)
+            path = config or default_config_path(task or "pose")
             if method in (None, "all"):
                 names = list(DEFAULT_METHODS) if method is None else METHODS.names()
             else:
