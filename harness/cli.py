@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -39,12 +40,12 @@ def _fail(err: Exception, debug: bool) -> None:
 
 def _comparison_table(outcomes, task_cls) -> Table:
     columns = [m.name for m in task_cls.metrics][:3]
-    table = Table(title="Comparison (evaluated network of each method)")
+    table = Table(title="Comparison (ENet for D-Slope; GNet on clean val for reference)")
     table.add_column("method")
     table.add_column("network")
     for split in (task_cls.clean_split, task_cls.occluded_split):
         for name in columns:
-            table.add_column(f"{split} {name}", justify="right")
+            table.add_column(f"{split.split('_')[0]}\n{name}", justify="right")
     table.add_column("steps", justify="right")
     table.add_column("images", justify="right")
     for outcome in outcomes:
@@ -104,7 +105,7 @@ def run(
         console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
 
-    out = Console()
+    out = Console(width=max(shutil.get_terminal_size().columns, 120))
     out.print(_comparison_table(outcomes, task_cls))
     for outcome in outcomes:
         rec = outcome.records[0]

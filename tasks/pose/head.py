@@ -33,6 +33,10 @@ class HeatmapHead(nn.Module):
             channels = deconv_channels
         self.upsample = nn.Sequential(*layers)
         self.final = nn.Conv2d(channels, num_keypoints, kernel_size=1)
+        # Near-zero initial heatmaps (as HRNet and SimpleBaseline do): training starts at the all-zero
+        # plateau instead of first spending hundreds of steps shrinking random outputs.
+        nn.init.normal_(self.final.weight, std=0.001)
+        nn.init.zeros_(self.final.bias)
 
     def forward(self, x):
         return self.final(self.upsample(x))
