@@ -108,7 +108,13 @@ def _generate_split(out: Path, split: str, num_images: int, seed: int, height: i
             images.append({"id": image_id, "file_name": name, "width": width, "height": height})
             for person in people:
                 annotations.append(
-                    {"id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0, **person}
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": 1,
+                        "iscrowd": 0,
+                        **person,
+                    }
                 )
             progress.advance(job)
     return {
@@ -135,8 +141,9 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     """A two-colour gradient with clutter: rectangles, lines, ellipses, limb-like blobs and noise."""
     c0, c1 = rng.integers(0, 256, 3).astype(np.float32), rng.integers(0, 256, 3).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
-    t = (np.arange(height, dtype=np.float32)[:, None] / height * np.sin(angle)
-         + np.arange(width, dtype=np.float32)[None, :] / width * np.cos(angle))  # fmt: skip
+    ys = np.arange(height, dtype=np.float32)[:, None] / height
+    xs = np.arange(width, dtype=np.float32)[None, :] / width
+    t = ys * np.sin(angle) + xs * np.cos(angle)
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     image = (c0 + (c1 - c0) * t[..., None]).astype(np.uint8)
     size = np.array([width, height])
@@ -240,7 +247,10 @@ def _skeleton(rng: np.random.Generator, turn: float, near: int) -> np.ndarray:
         )
         for base, (a_up, a_low, f_up, f_low), len_up, len_low in chains:
             mid, end = base + 2, base + 4
-            for joint, start, angle, length in ((mid, base, a_up, len_up * f_up), (end, mid, a_low, len_low * f_low)):
+            for joint, start, angle, length in (
+                (mid, base, a_up, len_up * f_up),
+                (end, mid, a_low, len_low * f_low),
+            ):
                 theta = np.deg2rad(angle)
                 k[joint] = k[start] + np.array([sign * np.sin(theta), np.cos(theta)]) * length
     neck = (k[5] + k[6]) / 2
@@ -269,7 +279,7 @@ class _Canvas:
         self.light = np.ones(shape[1], np.float32)
 
     @staticmethod
-    def _fix(p: np.ndarray) -> tuple[int, int]:
+    def fix(p: np.ndarray) -> tuple[int, int]:
         return int(round(p[0] * _ONE)), int(round(p[1] * _ONE))
 
     def capsule(self, p: np.ndarray, q: np.ndarray, r1: float, r2: float, color: Color) -> None:
@@ -280,20 +290,28 @@ class _Canvas:
         pts = np.round(quad * _ONE).astype(np.int32)
         for img, c, line in ((self.layer, color, cv2.LINE_AA), (self.mask, 255, cv2.LINE_8)):
             cv2.fillConvexPoly(img, pts, c, line, _SHIFT)
-            cv2.circle(img, self._fix(p), int(r1 * _ONE), c, -1, line, _SHIFT)
-            cv2.circle(img, self._fix(q), int(r2 * _ONE), c, -1, line, _SHIFT)
+            cv2.circle(img, self.fix(p), int(r1 * _ONE), c, -1, line, _SHIFT)
+            cv2.circle(img, self.fix(q), int(r2 * _ONE), c, -1, line, _SHIFT)
 
     def polygon(self, pts: np.ndarray, color: Color) -> None:
         fixed = [np.round(pts * _ONE).astype(np.int32)]
         cv2.fillPoly(self.layer, fixed, color, cv2.LINE_AA, _SHIFT)
         cv2.fillPoly(self.mask, fixed, 255, cv2.LINE_8, _SHIFT)
 
-    def ellipse(self, c: np.ndarray, axes: tuple[float, float], angle: float, color: Color, *, mask=True,
-                arc: tuple[int, int] = (0, 360)) -> None:  # fmt: skip
+    def ellipse(
+        self,
+        c: np.ndarray,
+        axes: tuple[float, float],
+        angle: float,
+        color: Color,
+        *,
+        mask=True,
+        arc: tuple[int, int] = (0, 360),
+    ) -> None:
         ax = (int(axes[0] * _ONE), int(axes[1] * _ONE))
-        cv2.ellipse(self.layer, self._fix(c), ax, angle, arc[0], arc[1], color, -1, cv2.LINE_AA, _SHIFT)
+        cv2.ellipse(self.layer, self.fix(c), ax, angle, arc[0], arc[1], color, -1, cv2.LINE_AA, _SHIFT)
         if mask:
-            cv2.ellipse(self.mask, self._fix(c), ax, angle, arc[0], arc[1], 255, -1, cv2.LINE_8, _SHIFT)
+            cv2.ellipse(self.mask, self.fix(c), ax, angle, arc[0], arc[1], 255, -1, cv2.LINE_8, _SHIFT)
 
 
 def _outfit(rng: np.random.Generator) -> dict:
@@ -314,8 +332,15 @@ def _outfit(rng: np.random.Generator) -> dict:
     }
 
 
-def _draw_person(rng: np.random.Generator, k: np.ndarray, size: float, front: bool, near: int,
-                 shape: tuple[int, int], up: np.ndarray) -> _Canvas:  # fmt: skip
+def _draw_person(
+    rng: np.random.Generator,
+    k: np.ndarray,
+    size: float,
+    front: bool,
+    near: int,
+    shape: tuple[int, int],
+    up: np.ndarray,
+) -> _Canvas:
     """Render one figure (keypoints already in image pixels) into its own layer and mask.
 
     ``near`` is +1/-1 for the person's left/right side turned towards the camera, 0 for a square-on pose:
@@ -374,23 +399,38 @@ def _torso(canvas: _Canvas, k: np.ndarray, size: float, o: dict, up: np.ndarray)
     canvas.capsule((sl + sr) / 2, neck_top, size * 0.03, size * 0.025, o["skin"])
     pad = size * 0.03
     waist_l, waist_r = hl + up * size * 0.06, hr + up * size * 0.06
-    shirt = np.array([
-        sl + up * pad * 0.8 + out * pad * 0.3, sl + out * pad, (sl + waist_l) / 2 + out * pad * 0.3,
-        waist_l + out * pad * 0.5, waist_r - out * pad * 0.5,
-        (sr + waist_r) / 2 - out * pad * 0.3, sr - out * pad, sr + up * pad * 0.8 - out * pad * 0.3,
-    ])  # fmt: skip
+    shirt = np.array(
+        [
+            sl + up * pad * 0.8 + out * pad * 0.3,
+            sl + out * pad,
+            (sl + waist_l) / 2 + out * pad * 0.3,
+            waist_l + out * pad * 0.5,
+            waist_r - out * pad * 0.5,
+            (sr + waist_r) / 2 - out * pad * 0.3,
+            sr - out * pad,
+            sr + up * pad * 0.8 - out * pad * 0.3,
+        ]
+    )
     canvas.polygon(shirt, o["shirt"])
     if o["stripes"]:
         stripe = _scale(o["shirt"], 0.6)
         layer = canvas.layer.copy()
         for t in np.linspace(0.15, 0.9, 5):
             a, b = sl + (waist_l - sl) * t + out * pad, sr + (waist_r - sr) * t - out * pad
-            cv2.line(layer, canvas._fix(a), canvas._fix(b), stripe, max(1, int(size * 0.012)), cv2.LINE_AA, _SHIFT)
+            cv2.line(
+                layer, canvas.fix(a), canvas.fix(b), stripe, max(1, int(size * 0.012)), cv2.LINE_AA, _SHIFT
+            )
         inside = np.zeros(canvas.mask.shape, np.uint8)
         cv2.fillPoly(inside, [np.round(shirt * _ONE).astype(np.int32)], 1, cv2.LINE_8, _SHIFT)
         canvas.layer[inside > 0] = layer[inside > 0]
-    band = np.array([waist_l + out * pad * 0.5, hl + out * pad * 0.9 - up * pad * 0.5,
-                     hr - out * pad * 0.9 - up * pad * 0.5, waist_r - out * pad * 0.5])  # fmt: skip
+    band = np.array(
+        [
+            waist_l + out * pad * 0.5,
+            hl + out * pad * 0.9 - up * pad * 0.5,
+            hr - out * pad * 0.9 - up * pad * 0.5,
+            waist_r - out * pad * 0.5,
+        ]
+    )
     canvas.polygon(band, o["pants"])
 
 
@@ -404,8 +444,9 @@ def _head(canvas: _Canvas, k: np.ndarray, size: float, o: dict, front: bool, up:
     if front:
         canvas.ellipse(centre, (r * 0.9, r * 1.12), angle, o["skin"])
         canvas.ellipse(centre, (r * 0.95, r * 1.15), angle, o["hair"], arc=(180, 360))  # hair on top
-        canvas.ellipse(centre - up * r * 0.15, (r * 0.88, r * 0.9), angle, o["skin"], mask=False,
-                       arc=(180, 360))  # fmt: skip
+        canvas.ellipse(
+            centre - up * r * 0.15, (r * 0.88, r * 0.9), angle, o["skin"], mask=False, arc=(180, 360)
+        )
         for eye in (1, 2):
             canvas.ellipse(k[eye], (r * 0.2, r * 0.15), angle, (245, 245, 245), mask=False)
             canvas.ellipse(k[eye], (r * 0.11, r * 0.11), angle, (25, 20, 20), mask=False)
@@ -414,8 +455,9 @@ def _head(canvas: _Canvas, k: np.ndarray, size: float, o: dict, front: bool, up:
         canvas.ellipse(mouth, (r * 0.3, r * 0.1), angle, (50, 50, 160), mask=False)
     else:
         canvas.ellipse(centre, (r * 0.95, r * 1.15), angle, o["hair"])
-        canvas.ellipse(centre - up * r * 0.4, (r * 0.5, r * 0.35), angle, _scale(o["hair"], 1.35),
-                       mask=False)  # fmt: skip  # a sheen that makes the hair read as hair
+        canvas.ellipse(
+            centre - up * r * 0.4, (r * 0.5, r * 0.35), angle, _scale(o["hair"], 1.35), mask=False
+        )  # a sheen that reads as hair
 
 
 # ---------------------------------------------------------------------------------------------- scene
