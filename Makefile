@@ -23,7 +23,7 @@ run: setup
 	$(BIN)/harness run --task pose --backbone hrnet_w32
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check harness tasks baselines tests

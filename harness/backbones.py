@@ -49,7 +49,9 @@ class Backbone(nn.Module):
     def __init__(self, timm_name: str, family: Family, pretrained: str | None = None):
         super().__init__()
         try:
-            self.body = timm.create_model(timm_name, pretrained=False, features_only=True, **family.timm_kwargs)
+            self.body = timm.create_model(
+                timm_name, pretrained=False, features_only=True, **family.timm_kwargs
+            )
         except RuntimeError as err:  # timm's "Unknown model" error
             raise ConfigError(f"model.backbone: timm has no model '{timm_name}' ({err})") from None
         info = self.body.feature_info

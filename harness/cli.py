@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -61,15 +60,19 @@ def _comparison_table(outcomes, task_cls) -> Table:
 
 @app.command()
 def run(
-    task: Optional[str] = typer.Option(None, help="Registered task (see `harness list`); default: the config's, pose."),
-    backbone: Optional[str] = typer.Option(None, help="Registered backbone or timm:<name>."),
-    method: Optional[str] = typer.Option(
+    task: str | None = typer.Option(
+        None, help="Registered task (see `harness list`); default: the config's, pose."
+    ),
+    backbone: str | None = typer.Option(None, help="Registered backbone or timm:<name>."),
+    method: str | None = typer.Option(
         None, help="clean | dslope | all. Default: train clean and dslope and compare them."
     ),
-    config: Optional[Path] = typer.Option(None, help="YAML config (default: configs/<task>/default.yaml)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a config key: --set train.epochs=3 (repeatable)."),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the config's, cpu)."),
-    resume: Optional[Path] = typer.Option(None, help="Continue a run dir from its last checkpoint."),
+    config: Path | None = typer.Option(None, help="YAML config (default: configs/<task>/default.yaml)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a config key: --set train.epochs=3 (repeatable)."
+    ),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: the config's, cpu)."),
+    resume: Path | None = typer.Option(None, help="Continue a run dir from its last checkpoint."),
     debug: bool = typer.Option(False, help="Show full tracebacks."),
 ) -> None:
     """Train and evaluate methods on a task; write results/runs/*.json and print a comparison table."""
@@ -111,11 +114,13 @@ def run(
         rec = outcome.records[0]
         out.print(
             f"{rec.method}: trained {outcome.steps} steps on {outcome.images} images "
-            f"({outcome.train_seconds:.0f} s, {outcome.steps / max(outcome.train_seconds, 1e-9):.2f} steps/s, "
+            f"({outcome.train_seconds:.0f} s, {rec.training['steps_per_second']:.2f} steps/s, "
             f"{rec.training['device']}); run dir {outcome.run_dir}"
         )
-    out.print(f"Records written to {Path(outcomes[0].records[0].config['output']['results_dir']) / 'runs'}; "
-              "these are short embedded-data runs, not the paper's numbers.")
+    out.print(
+        f"Records written to {Path(outcomes[0].records[0].config['output']['results_dir']) / 'runs'}; "
+        "these are short embedded-data runs, not the paper's numbers."
+    )
 
 
 @app.command("list")

@@ -28,8 +28,13 @@ def evaluate_split(
     """Predict every sample of `dataset` with `model` (in eval mode) and score it."""
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")  # fmt: skip
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
     predictions = []
     with make_progress(console) as progress:
         job = progress.add_task(description, total=len(dataset), info="")

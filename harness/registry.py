@@ -68,7 +68,12 @@ METHODS: Registry = Registry("method")
 
 # Modules whose import registers things. The engine names packages, never a concrete task's classes,
 # so a new task is one line here plus its own folder.
-PLUGIN_MODULES: tuple[str, ...] = ("harness.backbones", "harness.methods.clean", "harness.methods.dslope", "tasks")
+PLUGIN_MODULES: tuple[str, ...] = (
+    "harness.backbones",
+    "harness.methods.clean",
+    "harness.methods.dslope",
+    "tasks",
+)
 _loaded = False
 
 

@@ -19,7 +19,15 @@ import pandas as pd
 from harness.io import atomic_write_json
 
 SCHEMA_VERSION = 1
-_PACKAGES = ("torch", "torchvision", "timm", "numpy", "opencv-python-headless", "pycocotools", "dslope-harness")
+_PACKAGES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "opencv-python-headless",
+    "pycocotools",
+    "dslope-harness",
+)
 
 
 @dataclass
@@ -71,9 +79,12 @@ def git_commit(cwd: Path | None = None) -> str:
         if rev.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
             timeout=5,
-        )  # fmt: skip
+        )
         return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

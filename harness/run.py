@@ -51,14 +51,19 @@ def occlusion_plan(cfg: RunConfig, needs_twin: bool) -> OcclusionPlan:
     o = cfg.occlusion
 
     def settings(clean_fraction: float) -> OcclusionSettings:
-        return OcclusionSettings(clean_fraction=clean_fraction, patches_per_person=tuple(o.patches_per_person),
-                                 size_range=tuple(o.size_range), max_rotation=o.max_rotation)  # fmt: skip
+        return OcclusionSettings(
+            clean_fraction=clean_fraction,
+            patches_per_person=tuple(o.patches_per_person),
+            size_range=tuple(o.size_range),
+            max_rotation=o.max_rotation,
+        )
 
     if needs_twin and not o.enabled:
         raise ConfigError(f"method '{cfg.method}' trains on occluded twins but occlusion.enabled is false")
     train = settings(o.clean_fraction) if needs_twin else None
-    return OcclusionPlan(train=train, val=settings(o.val_clean_fraction), val_seed=o.val_seed,
-                         max_patches=o.max_patches)  # fmt: skip
+    return OcclusionPlan(
+        train=train, val=settings(o.val_clean_fraction), val_seed=o.val_seed, max_patches=o.max_patches
+    )
 
 
 def default_workers() -> int:
@@ -66,7 +71,9 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
-def run_experiment(cfg: RunConfig | None, *, resume_dir: Path | None = None, console: Console | None = None) -> RunOutcome:
+def run_experiment(
+    cfg: RunConfig | None, *, resume_dir: Path | None = None, console: Console | None = None
+) -> RunOutcome:
     """Train and evaluate one method as `cfg` says, writing the run dir and result records.
 
     Args:
@@ -108,18 +115,27 @@ def run_experiment(cfg: RunConfig | None, *, resume_dir: Path | None = None, con
     method = method_cls(build_model, task.loss, method_settings)
 
     # Data: training set with twins when the method needs them, clean and frozen occluded val.
-    train_set, eval_splits = task.datasets(seed=cfg.seed, occlusion=occlusion_plan(cfg, method_cls.needs_twin))
+    train_set, eval_splits = task.datasets(
+        seed=cfg.seed, occlusion=occlusion_plan(cfg, method_cls.needs_twin)
+    )
     workers = cfg.train.num_workers if cfg.train.num_workers is not None else default_workers()
     loader = DataLoader(
-        train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=len(train_set) > cfg.train.batch_size,
-        num_workers=workers, pin_memory=device.type == "cuda", generator=torch.Generator(),
+        train_set,
+        batch_size=cfg.train.batch_size,
+        shuffle=True,
+        drop_last=len(train_set) > cfg.train.batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),
         persistent_workers=False,
-    )  # fmt: skip
+    )
 
     # Optimizers: one per network, same settings; multi-step LR per epoch.
     o = cfg.optim
     optimizers = {
-        name: build_optimizer(net.parameters(), name=o.name, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        name: build_optimizer(
+            net.parameters(), name=o.name, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+        )
         for name, net in method.networks().items()
     }
     schedulers = {
@@ -130,11 +146,20 @@ def run_experiment(cfg: RunConfig | None, *, resume_dir: Path | None = None, con
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "config_hash").write_text(cfg.hash() + "\n")
     trainer = Trainer(
-        method, optimizers, schedulers, device=device, epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
-        amp=cfg.train.amp, seed=cfg.seed,
-        callbacks=[MetricsLogger(run_dir, cfg.train.log_every), Checkpoint(run_dir),
-                   ProgressBar(f"train {cfg.method}", console)],
-    )  # fmt: skip
+        method,
+        optimizers,
+        schedulers,
+        device=device,
+        epochs=cfg.train.epochs,
+        max_steps=cfg.train.max_steps,
+        amp=cfg.train.amp,
+        seed=cfg.seed,
+        callbacks=[
+            MetricsLogger(run_dir, cfg.train.log_every),
+            Checkpoint(run_dir),
+            ProgressBar(f"train {cfg.method}", console),
+        ],
+    )
 
     # Resume.
     if resume_dir is not None:
@@ -143,16 +168,34 @@ def run_experiment(cfg: RunConfig | None, *, resume_dir: Path | None = None, con
     def record(split, network, status, metrics=None, reason=None) -> ResultRecord:
         names = [m.name for m in task.metrics]
         return ResultRecord(
-            run_id=run_id, task=cfg.task, method=cfg.method, backbone=cfg.model.backbone,
-            dataset=task.dataset_name, split=split, network=network, status=status, metrics=metrics or {},
-            higher_is_better={n: task.metric(n).higher_is_better for n in names}, seed=cfg.seed,
-            config=cfg.to_dict(), config_hash=cfg.hash(), data=task.provenance(),
-            training={"steps": trainer.state.step, "epochs": trainer.state.epoch, "images": trainer.state.images,
-                      "train_seconds": round(trainer.state.train_seconds, 2), "device": str(device),
-                      "steps_per_second": round(trainer.state.step / max(trainer.state.train_seconds, 1e-9), 4)},
-            versions=package_versions(), commit=git_commit(), started_at=started_at, ended_at=_now(),
+            run_id=run_id,
+            task=cfg.task,
+            method=cfg.method,
+            backbone=cfg.model.backbone,
+            dataset=task.dataset_name,
+            split=split,
+            network=network,
+            status=status,
+            metrics=metrics or {},
+            higher_is_better={n: task.metric(n).higher_is_better for n in names},
+            seed=cfg.seed,
+            config=cfg.to_dict(),
+            config_hash=cfg.hash(),
+            data=task.provenance(),
+            training={
+                "steps": trainer.state.step,
+                "epochs": trainer.state.epoch,
+                "images": trainer.state.images,
+                "train_seconds": round(trainer.state.train_seconds, 2),
+                "device": str(device),
+                "steps_per_second": round(trainer.state.step / max(trainer.state.train_seconds, 1e-9), 4),
+            },
+            versions=package_versions(),
+            commit=git_commit(),
+            started_at=started_at,
+            ended_at=_now(),
             reason=reason,
-        )  # fmt: skip
+        )
 
     # Loop. From here on a failure is the run's outcome, recorded as such.
     try:
@@ -168,15 +211,21 @@ def run_experiment(cfg: RunConfig | None, *, resume_dir: Path | None = None, con
     scores = {}
     for network, split in jobs:
         scores[(network, split)] = evaluate_split(
-            task, networks[network], eval_splits[split], device=device, batch_size=cfg.train.eval_batch_size,
-            num_workers=workers, amp=cfg.train.amp, description=f"eval {network} on {split}", console=console,
-        )  # fmt: skip
+            task,
+            networks[network],
+            eval_splits[split],
+            device=device,
+            batch_size=cfg.train.eval_batch_size,
+            num_workers=workers,
+            amp=cfg.train.amp,
+            description=f"eval {network} on {split}",
+            console=console,
+        )
 
     # Record: one file per (network, split), written only once everything has been scored.
     records = [record(split, network, "ok", metrics) for (network, split), metrics in scores.items()]
     for rec in records:
         write_record(rec, results_dir)
-    return RunOutcome(run_id, run_dir, records, trainer.state.step, trainer.state.images,
-                      trainer.state.train_seconds)  # fmt: skip
-
-
+    return RunOutcome(
+        run_id, run_dir, records, trainer.state.step, trainer.state.images, trainer.state.train_seconds
+    )

@@ -161,14 +161,21 @@ class Trainer:
 
     def save_checkpoint(self, path: Path) -> None:
         """Everything needed to continue exactly: weights, optimizers, schedulers, scaler, RNG, counters."""
-        atomic_torch_save(path, {
-            "method": self.method.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
-            "scaler": self.scaler.state_dict(),
-            "state": asdict(self.state),
-            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state(), "python": list(random.getstate()[1])},
-        })  # fmt: skip
+        atomic_torch_save(
+            path,
+            {
+                "method": self.method.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+                "scaler": self.scaler.state_dict(),
+                "state": asdict(self.state),
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "numpy": _numpy_state(),
+                    "python": list(random.getstate()[1]),
+                },
+            },
+        )
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore a checkpoint written by `save_checkpoint` (weights_only: no code runs on load)."""
@@ -178,11 +185,15 @@ class Trainer:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001  (torch raises many types for corrupt files)
-            raise CheckpointError(f"checkpoint {path} is corrupt or unsafe: {str(err).splitlines()[0]}") from None
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt or unsafe: {str(err).splitlines()[0]}"
+            ) from None
         try:
             self.method.load_state_dict(ckpt["method"])
         except RuntimeError as err:
-            raise CheckpointError(f"checkpoint {path} does not fit this model: {str(err).splitlines()[0]}") from None
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this model: {str(err).splitlines()[0]}"
+            ) from None
         for key, optimizer in self.optimizers.items():
             optimizer.load_state_dict(ckpt["optimizers"][key])
         for key, scheduler in self.schedulers.items():
@@ -190,8 +201,15 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainerState(**ckpt["state"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-        np.random.set_state(("MT19937", ckpt["rng"]["numpy"]["keys"].numpy().astype(np.uint32),
-                             int(ckpt["rng"]["numpy"]["pos"]), 0, 0.0))  # fmt: skip
+        np.random.set_state(
+            (
+                "MT19937",
+                ckpt["rng"]["numpy"]["keys"].numpy().astype(np.uint32),
+                int(ckpt["rng"]["numpy"]["pos"]),
+                0,
+                0.0,
+            )
+        )
         random.setstate((3, tuple(ckpt["rng"]["python"]), None))
 
 

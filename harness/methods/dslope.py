@@ -39,7 +39,9 @@ def mimic_loss(
     """Sum of MSEs between own tensors and the partner's detached ones (feature taps, then output)."""
     terms = []
     if use_features:
-        terms += [F.mse_loss(own, other.detach()) for own, other in zip(own_features, partner_features)]
+        terms += [
+            F.mse_loss(own, other.detach()) for own, other in zip(own_features, partner_features, strict=True)
+        ]
     if use_output:
         terms.append(F.mse_loss(own_output, partner_output.detach()))
     return torch.stack(terms).sum() if terms else own_output.new_zeros(())

@@ -158,7 +158,10 @@ class CocoKeypoints(Dataset):
         if not self.records:
             raise DataError(f"{self.ann_file}: no person with labelled keypoints and a valid box")
         self.input_size = tuple(input_size)
-        self.heatmap_size = (self.input_size[0] // self.heatmap_stride, self.input_size[1] // self.heatmap_stride)
+        self.heatmap_size = (
+            self.input_size[0] // self.heatmap_stride,
+            self.input_size[1] // self.heatmap_stride,
+        )
         self.sigma = sigma
         self.flip_pairs = tuple(flip_pairs)
         self.augmentation = augmentation
@@ -191,17 +194,28 @@ class CocoKeypoints(Dataset):
         twin = None
         if self.twins is not None:
             twin, _covered = occluded_twin(
-                image, keypoints, record.box, self.twins.library, rng,
-                anchors=self.twins.anchors, settings=self.twins.settings,
-            )  # fmt: skip
+                image,
+                keypoints,
+                record.box,
+                self.twins.library,
+                rng,
+                anchors=self.twins.anchors,
+                settings=self.twins.settings,
+            )
         aspect = self.input_size[1] / self.input_size[0]
         center, size = codec.box_to_center_scale(record.box, aspect)
         rotation, flip = 0.0, False
         if self.augmentation is not None:
             aug = self.augmentation
-            size = size * float(np.clip(rng.normal() * aug.scale_factor + 1, 1 - aug.scale_factor, 1 + aug.scale_factor))
+            size = size * float(
+                np.clip(rng.normal() * aug.scale_factor + 1, 1 - aug.scale_factor, 1 + aug.scale_factor)
+            )
             if rng.random() < aug.rotation_prob:
-                rotation = float(np.clip(rng.normal() * aug.rotation_factor, -2 * aug.rotation_factor, 2 * aug.rotation_factor))
+                rotation = float(
+                    np.clip(
+                        rng.normal() * aug.rotation_factor, -2 * aug.rotation_factor, 2 * aug.rotation_factor
+                    )
+                )
             flip = aug.flip and rng.random() < 0.5
         matrix = codec.crop_affine(center, size, rotation, self.input_size, flip=flip)
         out_h, out_w = self.input_size

@@ -13,7 +13,9 @@ from pycocotools.cocoeval import COCOeval
 OKS_STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 
 
-def oks_ap(coco_gt: COCO, predictions: list[dict], image_ids: list[int], sigmas: np.ndarray) -> dict[str, float]:
+def oks_ap(
+    coco_gt: COCO, predictions: list[dict], image_ids: list[int], sigmas: np.ndarray
+) -> dict[str, float]:
     """COCO-style keypoint AP/AR of `predictions` against `coco_gt` over `image_ids`.
 
     Args:
@@ -35,4 +37,4 @@ def oks_ap(coco_gt: COCO, predictions: list[dict], image_ids: list[int], sigmas:
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: float(value) for name, value in zip(OKS_STAT_NAMES, evaluator.stats)}
+    return {name: float(value) for name, value in zip(OKS_STAT_NAMES, evaluator.stats, strict=True)}

@@ -88,9 +88,14 @@ def build_occluded_split(
     atomic_write_json(tmp / "annotations.json", data)
     atomic_write_json(
         tmp / "manifest.json",
-        {"source": str(ann_file), **key, "images": len(data["images"]), "persons": persons,
-         "covered_keypoints": covered_total},
-    )  # fmt: skip
+        {
+            "source": str(ann_file),
+            **key,
+            "images": len(data["images"]),
+            "persons": persons,
+            "covered_keypoints": covered_total,
+        },
+    )
     try:
         tmp.rename(out_dir)
     except OSError:  # another process built it first

@@ -82,8 +82,12 @@ class PoseTask(Task):
 
             root = self.cache_dir / "pose"
             size = tuple(s.synthetic_image_size)
-            train = ensure_synthetic_coco(root, split="train", num_images=s.synthetic_train_images, seed=seed, image_size=size)
-            val = ensure_synthetic_coco(root, split="val", num_images=s.synthetic_val_images, seed=seed, image_size=size)
+            train = ensure_synthetic_coco(
+                root, split="train", num_images=s.synthetic_train_images, seed=seed, image_size=size
+            )
+            val = ensure_synthetic_coco(
+                root, split="val", num_images=s.synthetic_val_images, seed=seed, image_size=size
+            )
             return train, val
         if not s.root:
             raise DataError("data.root: a COCO root folder is required when data.dataset is 'coco'")
@@ -101,9 +105,13 @@ class PoseTask(Task):
         cache = self.cache_dir / "patches" / f"{file_digest(ann_file)[:12]}_n{max_patches}_s{seed}.npz"
         if cache.is_file():
             return PatchLibrary.load(cache)
-        library = PatchLibrary.from_coco(ann_file, image_dir, parts=COCO_BODY_PARTS, max_patches=max_patches, seed=seed)
+        library = PatchLibrary.from_coco(
+            ann_file, image_dir, parts=COCO_BODY_PARTS, max_patches=max_patches, seed=seed
+        )
         if len(library) == 0:
-            raise DataError(f"{ann_file}: no body-part patch could be cut (persons need segmentation + keypoints)")
+            raise DataError(
+                f"{ann_file}: no body-part patch could be cut (persons need segmentation + keypoints)"
+            )
         library.save(cache)
         return library
 
@@ -111,18 +119,36 @@ class PoseTask(Task):
         s = self.settings
         (train_ann, train_images), (val_ann, val_images) = self._source_files(seed)
         library = self.patch_library(train_ann, train_images, occlusion.max_patches, occlusion.val_seed)
-        common = {"input_size": tuple(s.input_size), "sigma": s.sigma, "num_keypoints": self.num_keypoints,
-                  "flip_pairs": COCO_FLIP_PAIRS}  # fmt: skip
+        common = {
+            "input_size": tuple(s.input_size),
+            "sigma": s.sigma,
+            "num_keypoints": self.num_keypoints,
+            "flip_pairs": COCO_FLIP_PAIRS,
+        }
         twins = None
         if occlusion.train is not None:
             twins = TwinSource(library, occlusion.train, COCO_OCCLUSION_ANCHORS)
-        augmentation = Augmentation(scale_factor=s.scale_factor, rotation_factor=s.rotation_factor, flip=s.flip)
-        train = CocoKeypoints(train_ann, train_images, augmentation=augmentation, twins=twins, seed=seed,
-                              max_persons=s.max_train_persons, **common)  # fmt: skip
+        augmentation = Augmentation(
+            scale_factor=s.scale_factor, rotation_factor=s.rotation_factor, flip=s.flip
+        )
+        train = CocoKeypoints(
+            train_ann,
+            train_images,
+            augmentation=augmentation,
+            twins=twins,
+            seed=seed,
+            max_persons=s.max_train_persons,
+            **common,
+        )
         occ_ann, occ_images = build_occluded_split(
-            val_ann, val_images, self.cache_dir / "pose" / "occluded_val",
-            library=library, settings=occlusion.val, anchors=COCO_OCCLUSION_ANCHORS, seed=occlusion.val_seed,
-        )  # fmt: skip
+            val_ann,
+            val_images,
+            self.cache_dir / "pose" / "occluded_val",
+            library=library,
+            settings=occlusion.val,
+            anchors=COCO_OCCLUSION_ANCHORS,
+            seed=occlusion.val_seed,
+        )
         splits = {
             self.clean_split: CocoKeypoints(val_ann, val_images, max_persons=s.max_val_persons, **common),
             self.occluded_split: CocoKeypoints(occ_ann, occ_images, max_persons=s.max_val_persons, **common),
@@ -162,18 +188,22 @@ class PoseTask(Task):
         for i in range(len(coords)):
             center = meta["center"][i].cpu().numpy()
             size = meta["size"][i].cpu().numpy()
-            matrix = codec.crop_affine(center, size, float(meta["rotation"][i]), tuple(self.settings.input_size))
+            matrix = codec.crop_affine(
+                center, size, float(meta["rotation"][i]), tuple(self.settings.input_size)
+            )
             points = codec.apply_affine(coords[i], codec.invert_affine(matrix))
             confident = maxvals[i][maxvals[i] > 0.2]
             score = float(meta["score"][i]) * (float(confident.mean()) if confident.size else 0.0)
             keypoints = np.concatenate([points, maxvals[i][:, None]], axis=1)
-            predictions.append({
-                "image_id": int(meta["image_id"][i]),
-                "ann_id": int(meta["ann_id"][i]),
-                "category_id": 1,
-                "keypoints": [round(float(v), 3) for v in keypoints.reshape(-1)],
-                "score": round(score, 6),
-            })  # fmt: skip
+            predictions.append(
+                {
+                    "image_id": int(meta["image_id"][i]),
+                    "ann_id": int(meta["ann_id"][i]),
+                    "category_id": 1,
+                    "keypoints": [round(float(v), 3) for v in keypoints.reshape(-1)],
+                    "score": round(score, 6),
+                }
+            )
         return predictions
 
     def evaluate(self, predictions: list[dict[str, Any]], dataset: CocoKeypoints) -> dict[str, float]:

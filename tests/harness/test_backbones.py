@@ -8,7 +8,12 @@ from harness.model import TaskModel
 
 @pytest.mark.parametrize(
     ("name", "channels", "stride"),
-    [("hrnet_w18_small", 16, 4), ("hrnet_w32", 32, 4), ("resnet50", 2048, 32), ("timm:mobilenetv3_small_050", None, 32)],
+    [
+        ("hrnet_w18_small", 16, 4),
+        ("hrnet_w32", 32, 4),
+        ("resnet50", 2048, 32),
+        ("timm:mobilenetv3_small_050", None, 32),
+    ],
 )
 def test_declared_channels_and_stride_match_real_output(name, channels, stride):
     net = create_backbone(name).eval()

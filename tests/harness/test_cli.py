@@ -29,7 +29,10 @@ def test_list_shows_registered_names():
         (["--task", "poze"], "unknown task 'poze'"),
         (["--method", "dslop"], "unknown method 'dslop'"),
         (["--set", "train.batchsize=2"], "unknown config key 'train.batchsize'"),
-        (["--set", "data.dataset=coco", "--set", "data.root=/no/such/coco"], "COCO folder not found: /no/such/coco"),
+        (
+            ["--set", "data.dataset=coco", "--set", "data.root=/no/such/coco"],
+            "COCO folder not found: /no/such/coco",
+        ),
     ],
 )
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(args, fragment, tiny_pose_overrides, tmp_path):

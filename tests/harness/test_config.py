@@ -20,8 +20,10 @@ def test_base_inheritance_merges_sections(tmp_path):
 
 
 def test_overrides_parse_yaml_values():
-    cfg = load_config(CONFIG_ROOT / "pose/default.yaml",
-                      ["train.batch_size=7", "optim.lr=1e-4", "optim.milestones=[3, 4]", "data.flip=false"])
+    cfg = load_config(
+        CONFIG_ROOT / "pose/default.yaml",
+        ["train.batch_size=7", "optim.lr=1e-4", "optim.milestones=[3, 4]", "data.flip=false"],
+    )
     assert cfg.train.batch_size == 7
     assert cfg.optim.lr == pytest.approx(1e-4)
     assert cfg.optim.milestones == [3, 4]

@@ -17,7 +17,9 @@ def test_duplicate_name_is_an_error():
 
 
 def test_unknown_name_lists_valid_ones_and_suggests():
-    with pytest.raises(RegistryError, match=r"unknown backbone 'hrnet_w33'.*did you mean.*expected one of: .*hrnet_w32"):
+    with pytest.raises(
+        RegistryError, match=r"unknown backbone 'hrnet_w33'.*did you mean.*expected one of: .*hrnet_w32"
+    ):
         BACKBONES.get("hrnet_w33")
 
 

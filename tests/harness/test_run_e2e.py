@@ -19,15 +19,34 @@ def test_two_step_run_writes_valid_records(method, tiny_pose_overrides, tmp_path
     cfg = load_config(POSE, [*tiny_pose_overrides, f"method={method}"])
     outcome = run_experiment(cfg)
     assert outcome.steps == 2 and outcome.images == 8
-    expected = {("enet" if method == "dslope" else "net", "clean_val"), ("enet" if method == "dslope" else "net", "occluded_val")}
+    expected = {
+        ("enet" if method == "dslope" else "net", "clean_val"),
+        ("enet" if method == "dslope" else "net", "occluded_val"),
+    }
     if method == "dslope":
         expected.add(("gnet", "clean_val"))
     assert {(r.network, r.split) for r in outcome.records} == expected
     files = sorted((tmp_path / "results" / "runs").glob("*.json"))
     assert len(files) == len(expected)
     record = json.loads(files[0].read_text())
-    for field in ("run_id", "task", "method", "backbone", "dataset", "split", "metrics", "seed", "config",
-                  "config_hash", "versions", "commit", "started_at", "ended_at", "status", "data"):
+    for field in (
+        "run_id",
+        "task",
+        "method",
+        "backbone",
+        "dataset",
+        "split",
+        "metrics",
+        "seed",
+        "config",
+        "config_hash",
+        "versions",
+        "commit",
+        "started_at",
+        "ended_at",
+        "status",
+        "data",
+    ):
         assert field in record
     assert record["status"] == "ok" and record["config_hash"] == cfg.hash()
     assert record["data"]["box_source"] == "ground_truth"
@@ -51,8 +70,13 @@ def test_same_seed_same_metrics(tiny_pose_overrides):
 
 
 def test_resume_continues_from_the_checkpoint(tiny_pose_overrides, monkeypatch):
-    overrides = [*tiny_pose_overrides, "method=dslope", "train.epochs=2", "train.max_steps=null",
-                 "data.max_train_persons=8"]
+    overrides = [
+        *tiny_pose_overrides,
+        "method=dslope",
+        "train.epochs=2",
+        "train.max_steps=null",
+        "data.max_train_persons=8",
+    ]
     cfg = load_config(POSE, overrides)
     uninterrupted = run_experiment(cfg)
 
@@ -73,8 +97,11 @@ def test_resume_continues_from_the_checkpoint(tiny_pose_overrides, monkeypatch):
 
     resumed = run_experiment(None, resume_dir=run_dir)
     assert resumed.steps == uninterrupted.steps == 4
-    epochs = [json.loads(x)["epoch"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()
-              if json.loads(x)["kind"] == "epoch"]
+    epochs = [
+        json.loads(x)["epoch"]
+        for x in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if json.loads(x)["kind"] == "epoch"
+    ]
     assert epochs == [1, 2]  # epoch 1 was not trained again
     assert [r.metrics for r in resumed.records] == [r.metrics for r in uninterrupted.records]
 

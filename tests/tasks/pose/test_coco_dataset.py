@@ -30,7 +30,9 @@ def test_target_peaks_sit_on_projected_keypoints(coco_fixture):
     dataset = CocoKeypoints(ann_file, image_dir, input_size=(128, 96))
     record = dataset.records[0]
     sample = dataset[0]
-    matrix = codec.crop_affine(sample["meta"]["center"].numpy(), sample["meta"]["size"].numpy(), 0.0, (128, 96))
+    matrix = codec.crop_affine(
+        sample["meta"]["center"].numpy(), sample["meta"]["size"].numpy(), 0.0, (128, 96)
+    )
     expected = codec.input_to_heatmap(codec.apply_affine(record.keypoints[:, :2], matrix), 4)
     coords, _ = codec.decode_heatmaps(sample["target"][None])
     weights = sample["target_weight"].numpy() > 0
@@ -44,7 +46,9 @@ def test_augmented_samples_are_reproducible_per_epoch(coco_fixture):
     a, b = dataset[3], dataset[3]
     assert torch.equal(a["image"], b["image"])
     dataset.set_epoch(1)
-    assert not torch.equal(a["image"], dataset[3]["image"]) or not torch.equal(a["target"], dataset[3]["target"])
+    assert not torch.equal(a["image"], dataset[3]["image"]) or not torch.equal(
+        a["target"], dataset[3]["target"]
+    )
 
 
 def test_wrong_keypoint_count_names_file_and_annotation(tmp_path, coco_fixture):
@@ -53,7 +57,9 @@ def test_wrong_keypoint_count_names_file_and_annotation(tmp_path, coco_fixture):
     data["annotations"][0]["keypoints"] = data["annotations"][0]["keypoints"][:-3]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))
-    with pytest.raises(DataError, match=rf"bad.json: annotation {data['annotations'][0]['id']} has 16 keypoints, expected 17"):
+    with pytest.raises(
+        DataError, match=rf"bad.json: annotation {data['annotations'][0]['id']} has 16 keypoints, expected 17"
+    ):
         CocoKeypoints(bad, image_dir)
 
 

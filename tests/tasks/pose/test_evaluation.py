@@ -17,15 +17,23 @@ def gt_predictions(dataset, noise=0.0, seed=0):
         kps = record.keypoints.copy()
         kps[:, :2] += rng.normal(0, noise, kps[:, :2].shape) if noise else 0
         kps[:, 2] = 1.0
-        predictions.append({"image_id": record.image_id, "category_id": 1,
-                            "keypoints": kps.reshape(-1).tolist(), "score": 1.0})
+        predictions.append(
+            {
+                "image_id": record.image_id,
+                "category_id": 1,
+                "keypoints": kps.reshape(-1).tolist(),
+                "score": 1.0,
+            }
+        )
     return predictions
 
 
 @pytest.fixture
 def task_and_val(coco_fixture):
     ann_file, image_dir = coco_fixture
-    return PoseTask(PoseSettings(input_size=(128, 96))), CocoKeypoints(ann_file, image_dir, input_size=(128, 96))
+    return PoseTask(PoseSettings(input_size=(128, 96))), CocoKeypoints(
+        ann_file, image_dir, input_size=(128, 96)
+    )
 
 
 def test_ground_truth_fed_back_scores_one(task_and_val):

@@ -24,7 +24,9 @@ def test_twin_differs_from_clean_crop_only_where_patches_landed(coco_fixture):
     ann_file, image_dir = coco_fixture
     lib = library(coco_fixture)
     twins = TwinSource(lib, ALWAYS, COCO_OCCLUSION_ANCHORS)
-    dataset = CocoKeypoints(ann_file, image_dir, input_size=(128, 96), augmentation=Augmentation(), twins=twins, seed=2)
+    dataset = CocoKeypoints(
+        ann_file, image_dir, input_size=(128, 96), augmentation=Augmentation(), twins=twins, seed=2
+    )
     checked = 0
     for index in range(len(dataset)):
         sample = dataset[index]
@@ -32,15 +34,26 @@ def test_twin_differs_from_clean_crop_only_where_patches_landed(coco_fixture):
         # Recompute the full-image twin exactly as the dataset does (it is the rng's first consumer).
         rng = np.random.default_rng((2, 0, index))
         image = read_image(record.image_path)
-        twin_full, _ = occluded_twin(image, record.keypoints, record.box, lib, rng,
-                                     anchors=COCO_OCCLUSION_ANCHORS, settings=ALWAYS)
+        twin_full, _ = occluded_twin(
+            image, record.keypoints, record.box, lib, rng, anchors=COCO_OCCLUSION_ANCHORS, settings=ALWAYS
+        )
         changed_full = (twin_full != image).any(-1).astype(np.uint8) * 255
         meta = sample["meta"]
         flip = None
         for candidate in (False, True):  # the sample may have been flipped; find the matching warp
-            m = codec.crop_affine(meta["center"].numpy(), meta["size"].numpy(), float(meta["rotation"]), (128, 96), flip=candidate)
+            m = codec.crop_affine(
+                meta["center"].numpy(),
+                meta["size"].numpy(),
+                float(meta["rotation"]),
+                (128, 96),
+                flip=candidate,
+            )
             clean = cv2.warpAffine(image, m, (96, 128), flags=cv2.INTER_LINEAR)
-            ref = torch.from_numpy(((clean[:, :, ::-1].astype(np.float32) - [123.675, 116.28, 103.53]) / [58.395, 57.12, 57.375]).transpose(2, 0, 1).copy()).float()
+            ref = torch.from_numpy(
+                ((clean[:, :, ::-1].astype(np.float32) - [123.675, 116.28, 103.53]) / [58.395, 57.12, 57.375])
+                .transpose(2, 0, 1)
+                .copy()
+            ).float()
             if torch.allclose(ref, sample["image"], atol=1e-4):
                 flip, matrix = candidate, m
         assert flip is not None, "clean crop does not match the recorded geometry"
@@ -59,7 +72,9 @@ def test_frozen_occluded_val_is_built_once_and_deterministic(coco_fixture, tmp_p
     ann_a, images_a = build_occluded_split(ann_file, image_dir, tmp_path / "a", **kwargs)
     ann_b, images_b = build_occluded_split(ann_file, image_dir, tmp_path / "b", **kwargs)
     assert ann_a.read_bytes() == ann_b.read_bytes()
-    assert [p.read_bytes() for p in sorted(images_a.iterdir())] == [p.read_bytes() for p in sorted(images_b.iterdir())]
+    assert [p.read_bytes() for p in sorted(images_a.iterdir())] == [
+        p.read_bytes() for p in sorted(images_b.iterdir())
+    ]
     stamp = ann_a.stat().st_mtime_ns
     assert build_occluded_split(ann_file, image_dir, tmp_path / "a", **kwargs)[0].stat().st_mtime_ns == stamp
     data = json.loads(ann_a.read_text())
