@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,22 @@ class Checkpoint(Callback):
         trainer.save_checkpoint(self.path)
 
 
+class PeriodicEval(Callback):
+    """Scores the evaluated network on one split every `every` epochs; adds `val_<metric>` to the epoch logs.
+
+    Runs before the logger, so the per-epoch JSON lines and TensorBoard carry validation curves.
+    """
+
+    def __init__(self, evaluate: Callable[[], dict[str, float]], every: int):
+        self.evaluate = evaluate
+        self.every = every
+
+    def on_epoch_end(self, trainer, logs):
+        last = trainer.state.epoch >= trainer.epochs or trainer.reached_max_steps()
+        if self.every > 0 and (trainer.state.epoch % self.every == 0) and not last:
+            logs.update({f"val_{k}": v for k, v in self.evaluate().items()})
+
+
 class MetricsLogger(Callback):
     """Appends JSON lines to metrics.jsonl and writes TensorBoard scalars into the run dir."""
 
@@ -78,7 +95,7 @@ class MetricsLogger(Callback):
         self.writer.close()
 
 
-def make_progress(console: Console | None = None) -> Progress:
+def make_progress(console: Console | None = None, disable: bool = False) -> Progress:
     """A rich progress bar with rate, elapsed time and ETA."""
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -90,6 +107,7 @@ def make_progress(console: Console | None = None) -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
+        disable=disable,
     )
 
 

@@ -33,7 +33,10 @@ def _fail(err: Exception, debug: bool) -> None:
     """One line naming the culprit, exit code 2 (the traceback only with --debug)."""
     if debug:
         raise err
-    console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
+    # An error raised in a DataLoader worker arrives wrapped with the worker's traceback: keep its last line.
+    message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+    message = message.removeprefix(f"{type(err).__module__}.{type(err).__name__}: ")
+    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

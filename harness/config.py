@@ -58,6 +58,7 @@ class TrainConfig(Strict):
     eval_batch_size: int = 64
     num_workers: int | None = None  # None: chosen from the CPU count
     amp: bool = False  # mixed precision on CUDA
+    eval_every: int = 0  # score the clean val split every N epochs (0: only at the end)
     log_every: int = 10
 
 

@@ -24,8 +24,12 @@ def evaluate_split(
     amp: bool = False,
     description: str = "eval",
     console: Console | None = None,
+    show_progress: bool = True,
 ) -> dict[str, float]:
-    """Predict every sample of `dataset` with `model` (in eval mode) and score it."""
+    """Predict every sample of `dataset` with `model` (in eval mode) and score it.
+
+    `show_progress=False` when called while another progress display is live (evaluation during training).
+    """
     was_training = model.training
     model.eval()
     loader = DataLoader(
@@ -36,7 +40,8 @@ def evaluate_split(
         pin_memory=device.type == "cuda",
     )
     predictions = []
-    with make_progress(console) as progress:
+    progress = make_progress(console, disable=not show_progress)
+    with progress:
         job = progress.add_task(description, total=len(dataset), info="")
         for batch in loader:
             with torch.autocast(device.type, enabled=amp and device.type == "cuda"):

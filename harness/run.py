@@ -15,9 +15,9 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from harness.backbones import create_backbone
-from harness.callbacks import CHECKPOINT_NAME, Checkpoint, MetricsLogger, ProgressBar
+from harness.callbacks import CHECKPOINT_NAME, Checkpoint, MetricsLogger, PeriodicEval, ProgressBar
 from harness.config import RunConfig, load_config, save_config
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, TrainingError
 from harness.evaluation import evaluate_split
 from harness.model import TaskModel
 from harness.occlusion import OcclusionSettings
@@ -85,8 +85,8 @@ def run_experiment(
         the run id, its dir, the records written and how much was trained.
 
     Raises:
-        HarnessError: bad data or config (no record is written), or a training failure (a `failed`
-            record is written first).
+        HarnessError: bad data or config (no record is written); TrainingError when training itself
+            fails, e.g. a non-finite loss (a `failed` record is written first).
     """
     console = console or Console(stderr=True)
     if resume_dir is not None:
@@ -142,6 +142,21 @@ def run_experiment(
         name: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=o.milestones, gamma=o.gamma)
         for name, opt in optimizers.items()
     }
+
+    def score(network: str, split: str, show_progress: bool = True) -> dict[str, float]:
+        return evaluate_split(
+            task,
+            method.networks()[network],
+            eval_splits[split],
+            device=device,
+            batch_size=cfg.train.eval_batch_size,
+            num_workers=workers,
+            amp=cfg.train.amp,
+            description=f"eval {network} on {split}",
+            console=console,
+            show_progress=show_progress,
+        )
+
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "config_hash").write_text(cfg.hash() + "\n")
@@ -155,6 +170,7 @@ def run_experiment(
         amp=cfg.train.amp,
         seed=cfg.seed,
         callbacks=[
+            PeriodicEval(lambda: score(method.evaluated, task.clean_split, False), cfg.train.eval_every),
             MetricsLogger(run_dir, cfg.train.log_every),
             Checkpoint(run_dir),
             ProgressBar(f"train {cfg.method}", console),
@@ -200,27 +216,14 @@ def run_experiment(
     # Loop. From here on a failure is the run's outcome, recorded as such.
     try:
         trainer.fit(loader)
-    except HarnessError as err:
+    except TrainingError as err:
         write_record(record(None, None, "failed", reason=str(err)), results_dir)
         raise
 
     # Evaluate: the evaluated network on every split, the others on the clean split.
-    networks = method.networks()
     jobs = [(method.evaluated, split) for split in eval_splits]
     jobs += [(name, task.clean_split) for name in method.also_evaluated]
-    scores = {}
-    for network, split in jobs:
-        scores[(network, split)] = evaluate_split(
-            task,
-            networks[network],
-            eval_splits[split],
-            device=device,
-            batch_size=cfg.train.eval_batch_size,
-            num_workers=workers,
-            amp=cfg.train.amp,
-            description=f"eval {network} on {split}",
-            console=console,
-        )
+    scores = {(network, split): score(network, split) for network, split in jobs}
 
     # Record: one file per (network, split), written only once everything has been scored.
     records = [record(split, network, "ok", metrics) for (network, split), metrics in scores.items()]

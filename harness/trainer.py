@@ -102,7 +102,7 @@ class Trainer:
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
 
-    def _done(self) -> bool:
+    def reached_max_steps(self) -> bool:
         return self.max_steps is not None and self.state.step >= self.max_steps
 
     def fit(self, loader: DataLoader) -> TrainerState:
@@ -112,7 +112,7 @@ class Trainer:
         if self.max_steps is not None:
             self.total_steps = min(self.total_steps, self.max_steps)
         self._call("on_fit_start")
-        while self.state.epoch < self.epochs and not self._done():
+        while self.state.epoch < self.epochs and not self.reached_max_steps():
             if hasattr(loader.dataset, "set_epoch"):
                 loader.dataset.set_epoch(self.state.epoch)
             if hasattr(loader.sampler, "generator") and loader.sampler.generator is not None:
@@ -128,7 +128,7 @@ class Trainer:
                 count += 1
                 self.state.images += len(batch["image"])
                 self._call("on_step_end", logs)
-                if self._done():
+                if self.reached_max_steps():
                     break
             self.state.train_seconds += time.perf_counter() - started
             for scheduler in self.schedulers.values():

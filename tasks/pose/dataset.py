@@ -193,7 +193,7 @@ class CocoKeypoints(Dataset):
         keypoints = record.keypoints.copy()
         twin = None
         if self.twins is not None:
-            twin, _covered = occluded_twin(
+            twin, covered = occluded_twin(
                 image,
                 keypoints,
                 record.box,
@@ -247,4 +247,6 @@ class CocoKeypoints(Dataset):
         }
         if twin is not None:
             sample["twin"] = to_tensor(warp(twin))
+            order = self._flip_order() if flip else slice(None)
+            sample["covered"] = torch.from_numpy(covered[order].copy())  # joints under a pasted patch
         return sample

@@ -53,3 +53,23 @@ def test_run_trains_both_methods_and_prints_comparison(tiny_pose_overrides, tmp_
     assert "clean: trained 2 steps on 8 images" in result.output
     assert "dslope: trained 2 steps on 8 images" in result.output
     assert len(list((tmp_path / "results" / "runs").glob("*.json"))) == 5
+
+
+def test_unreadable_training_image_in_a_worker_is_one_line(tiny_pose_overrides, tmp_path):
+    from tasks.pose.synthetic import ensure_synthetic_coco
+    from tasks.pose.task import PoseSettings, PoseTask
+
+    cache = tmp_path / "cache"
+    ann_file, image_dir = ensure_synthetic_coco(cache / "pose", split="train", num_images=12, seed=0)
+    # Cut (and cache) the patch library first, so the broken images are met by the loader's worker.
+    PoseTask(PoseSettings(), cache_dir=cache).patch_library(ann_file, image_dir, max_patches=50, seed=0)
+    for image in image_dir.iterdir():
+        image.write_bytes(b"\xff\xd8\xff truncated")
+    sets = [x for o in tiny_pose_overrides for x in ("--set", o)]
+    extra = ["--set", f"data.cache_dir={cache}", "--set", "train.num_workers=1", "--method", "clean"]
+    result = runner.invoke(app, ["run", "--task", "pose", *sets, *extra])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip() and "error" in line]
+    assert len(lines) == 1 and "is unreadable or not an image" in lines[0]
+    assert "Traceback" not in result.output
+    assert not list((tmp_path / "results").rglob("*.json"))

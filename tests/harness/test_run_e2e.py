@@ -62,6 +62,21 @@ def test_two_step_run_writes_valid_records(method, tiny_pose_overrides, tmp_path
     assert len(frame) == len(expected) and "metric.AP" in frame.columns
 
 
+def test_eval_every_logs_validation_curves(tiny_pose_overrides):
+    overrides = [
+        *tiny_pose_overrides,
+        "method=clean",
+        "train.epochs=3",
+        "train.max_steps=null",
+        "data.max_train_persons=4",
+        "train.eval_every=1",
+    ]
+    outcome = run_experiment(load_config(POSE, overrides))
+    epochs = [json.loads(x) for x in (outcome.run_dir / "metrics.jsonl").read_text().splitlines()]
+    epochs = [e for e in epochs if e["kind"] == "epoch"]
+    assert [("val_AP" in e) for e in epochs] == [True, True, False]  # the last epoch is scored by the run
+
+
 def test_same_seed_same_metrics(tiny_pose_overrides):
     cfg = load_config(POSE, [*tiny_pose_overrides, "method=clean"])
     first = run_experiment(cfg).records

@@ -60,6 +60,7 @@ def test_twin_differs_from_clean_crop_only_where_patches_landed(coco_fixture):
         footprint = cv2.warpAffine(changed_full, matrix, (96, 128), flags=cv2.INTER_LINEAR) > 0
         footprint = cv2.dilate(footprint.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         differs = (sample["twin"] != sample["image"]).any(0).numpy()
+        assert sample["covered"].dtype == torch.bool and sample["covered"].shape == (17,)
         assert not (differs & ~footprint).any(), "twin differs outside the pasted patches"
         checked += differs.any()
     assert checked >= len(dataset) // 2
