@@ -25,8 +25,11 @@ def evaluate_split(
     description: str = "eval",
     console: Console | None = None,
     show_progress: bool = True,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], list[dict]]:
     """Predict every sample of `dataset` with `model` (in eval mode) and score it.
+
+    Returns:
+        the task's metrics and the predictions they were computed from.
 
     `show_progress=False` when called while another progress display is live (evaluation during training).
     """
@@ -48,4 +51,4 @@ def evaluate_split(
                 predictions += task.predict(model, to_device(batch, device))
             progress.advance(job, len(batch["image"]))
     model.train(was_training)
-    return task.evaluate(predictions, dataset)
+    return task.evaluate(predictions, dataset), predictions

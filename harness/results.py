@@ -54,6 +54,8 @@ class ResultRecord:
     started_at: str = ""
     ended_at: str = ""
     reason: str | None = None
+    curves: list[dict[str, Any]] = field(default_factory=list)  # per-epoch logs (losses, val_<metric>)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # fixed showcase predictions of this split
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -4,6 +4,7 @@ evaluate -> record. This is the only place that turns the config tree into objec
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -64,6 +65,14 @@ def occlusion_plan(cfg: RunConfig, needs_twin: bool) -> OcclusionPlan:
     return OcclusionPlan(
         train=train, val=settings(o.val_clean_fraction), val_seed=o.val_seed, max_patches=o.max_patches
     )
+
+
+def read_epoch_logs(path: Path) -> list[dict]:
+    """The per-epoch lines of a run's metrics.jsonl (training curves for the record)."""
+    if not path.is_file():
+        return []
+    lines = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return [line for line in lines if line.get("kind") == "epoch"]
 
 
 def default_workers() -> int:
@@ -143,7 +152,7 @@ def run_experiment(
         for name, opt in optimizers.items()
     }
 
-    def score(network: str, split: str, show_progress: bool = True) -> dict[str, float]:
+    def score(network: str, split: str, show_progress: bool = True) -> tuple[dict[str, float], list[dict]]:
         return evaluate_split(
             task,
             method.networks()[network],
@@ -170,7 +179,7 @@ def run_experiment(
         amp=cfg.train.amp,
         seed=cfg.seed,
         callbacks=[
-            PeriodicEval(lambda: score(method.evaluated, task.clean_split, False), cfg.train.eval_every),
+            PeriodicEval(lambda: score(method.evaluated, task.clean_split, False)[0], cfg.train.eval_every),
             MetricsLogger(run_dir, cfg.train.log_every),
             Checkpoint(run_dir),
             ProgressBar(f"train {cfg.method}", console),
@@ -226,7 +235,13 @@ def run_experiment(
     scores = {(network, split): score(network, split) for network, split in jobs}
 
     # Record: one file per (network, split), written only once everything has been scored.
-    records = [record(split, network, "ok", metrics) for (network, split), metrics in scores.items()]
+    curves = read_epoch_logs(run_dir / "metrics.jsonl")
+    records = []
+    for (network, split), (metrics, predictions) in scores.items():
+        rec = record(split, network, "ok", metrics)
+        rec.curves = curves
+        rec.samples = task.showcase(predictions, eval_splits[split])
+        records.append(rec)
     for rec in records:
         write_record(rec, results_dir)
     return RunOutcome(

@@ -93,6 +93,10 @@ class Task(ABC):
     def evaluate(self, predictions: list[dict[str, Any]], dataset: Dataset) -> dict[str, float]:
         """Score predictions of one eval split."""
 
+    def showcase(self, predictions: list[dict[str, Any]], dataset: Dataset, count: int = 8) -> list[dict]:
+        """A fixed, small set of predictions with their inputs and ground truth, for qualitative figures."""
+        return []
+
     def provenance(self) -> dict[str, Any]:
         """Digests and sources of the data used, for result records."""
         return {}

@@ -18,7 +18,13 @@ from tasks.pose import codec
 from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource
 from tasks.pose.evaluation import oks_ap
 from tasks.pose.head import HeatmapHead
-from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_FLIP_PAIRS, COCO_OCCLUSION_ANCHORS, COCO_OKS_SIGMAS
+from tasks.pose.keypoints import (
+    COCO_BODY_PARTS,
+    COCO_FLIP_PAIRS,
+    COCO_OCCLUSION_ANCHORS,
+    COCO_OKS_SIGMAS,
+    COCO_SKELETON,
+)
 from tasks.pose.occluded_val import build_occluded_split, file_digest
 
 
@@ -160,6 +166,7 @@ class PoseTask(Task):
             "occluded_val_annotations_sha256": file_digest(occ_ann),
             "patch_library_sha256": library.digest(),
             "box_source": "ground_truth",
+            "skeleton": [list(pair) for pair in COCO_SKELETON],
             "train_persons": len(train),
             "skipped_boxes": train.skipped_boxes,
         }
@@ -205,6 +212,26 @@ class PoseTask(Task):
                 }
             )
         return predictions
+
+    def showcase(
+        self, predictions: list[dict[str, Any]], dataset: CocoKeypoints, count: int = 8
+    ) -> list[dict]:
+        """Predictions of the first `count` persons (a fixed set) with image path, box and ground truth."""
+        by_ann = {p["ann_id"]: p for p in predictions}
+        chosen = []
+        for record in dataset.records:
+            if record.ann_id in by_ann and len(chosen) < count:
+                chosen.append(
+                    {
+                        "image": str(record.image_path.resolve()),
+                        "image_id": record.image_id,
+                        "ann_id": record.ann_id,
+                        "box": [round(float(v), 2) for v in record.box],
+                        "ground_truth": [round(float(v), 2) for v in record.keypoints.reshape(-1)],
+                        "prediction": by_ann[record.ann_id]["keypoints"],
+                    }
+                )
+        return chosen
 
     def evaluate(self, predictions: list[dict[str, Any]], dataset: CocoKeypoints) -> dict[str, float]:
         stats = oks_ap(dataset.coco, predictions, dataset.image_ids, COCO_OKS_SIGMAS)

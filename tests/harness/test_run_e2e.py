@@ -1,6 +1,7 @@
 """End to end on a tiny synthetic pose set: both methods train 2 steps, evaluate and write records."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,6 +51,10 @@ def test_two_step_run_writes_valid_records(method, tiny_pose_overrides, tmp_path
         assert field in record
     assert record["status"] == "ok" and record["config_hash"] == cfg.hash()
     assert record["data"]["box_source"] == "ground_truth"
+    assert record["curves"] and record["curves"][-1]["epoch"] == 1 and "train_loss" in record["curves"][-1]
+    sample = record["samples"][0]
+    assert len(sample["prediction"]) == len(sample["ground_truth"]) == 51
+    assert Path(sample["image"]).is_file() and len(record["samples"]) <= 8
     assert set(record["metrics"]) == {"AP", "AP50", "AP75", "APM", "APL", "AR"}
     assert all(-1.0 <= v <= 1.0 for v in record["metrics"].values())
     run_dir = outcome.run_dir
