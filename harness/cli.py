@@ -27,6 +27,21 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 DEFAULT_METHODS = ("clean", "dslope")
+# `--method all` trains in this order, so the clean run can serve as the distillation teacher.
+METHOD_ORDER = ("clean", "occ_aug", "distill", "dslope")
+
+
+def _ordered(names: list[str]) -> list[str]:
+    return sorted(names, key=lambda n: METHOD_ORDER.index(n) if n in METHOD_ORDER else len(METHOD_ORDER))
+
+
+def _with_teacher(cfg, teacher_dir: Path):
+    """Point a distill config without a teacher at the clean run just trained."""
+    from harness.registry import METHODS
+
+    args = {**cfg.method_args.get("distill", {}), "teacher": str(teacher_dir)}
+    cfg.method_args = {**cfg.method_args, "distill": METHODS.get("distill").Settings(**args).model_dump()}
+    return cfg
 
 
 def _fail(err: Exception, debug: bool) -> None:
@@ -96,15 +111,24 @@ def run(
                 overrides.append(f"device={device}")
             path = config or default_config_path(task or "pose")
             if method in (None, "all"):
-                names = list(DEFAULT_METHODS) if method is None else METHODS.names()
+                names = list(DEFAULT_METHODS) if method is None else _ordered(METHODS.names())
             else:
                 names = [method]
             configs = [load_config(path, [*overrides, f"method={name}"]) for name in names]
             task_cls = TASKS.get(configs[0].task)
             outcomes = []
+            teacher = None
             for cfg in configs:
+                if (
+                    cfg.method == "distill"
+                    and not cfg.method_args.get("distill", {}).get("teacher")
+                    and teacher
+                ):
+                    cfg = _with_teacher(cfg, teacher)
                 console.rule(f"{cfg.task} · {cfg.method} · {cfg.model.backbone} · seed {cfg.seed}")
                 outcomes.append(run_experiment(cfg, console=console))
+                if cfg.method == "clean":
+                    teacher = outcomes[-1].run_dir
     except HarnessError as err:
         _fail(err, debug)
     except KeyboardInterrupt:
