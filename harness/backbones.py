@@ -25,6 +25,7 @@ class Family:
     taps: tuple[str, ...] | None  # module names hooked for the mutual loss; None = feature modules
     head_stride: int | None = None  # take the feature of this stride; None = the deepest
     timm_kwargs: dict = field(default_factory=dict)
+    fixed_input: bool = False  # built for one input size (ViT position embeddings): pass img_size
 
 
 FAMILIES: dict[str, Family] = {
@@ -33,6 +34,12 @@ FAMILIES: dict[str, Family] = {
     "hrnet": Family(taps=("stage2", "stage3", "stage4"), head_stride=4, timm_kwargs={"feature_location": ""}),
     # SimpleBaseline: the deepest ResNet feature, deconvolved by the head; taps on the four stages.
     "resnet": Family(taps=("layer1", "layer2", "layer3", "layer4")),
+    # Plain ViT, ViTPose-style: the last block's stride-16 tokens, deconvolved twice by the head; taps on
+    # the blocks timm exposes as features.
+    "vit": Family(taps=None, fixed_input=True),
+    # Light CNNs (MobileNetV3, EfficientNet): deepest feature, taps on their feature stages.
+    "mobilenetv3": Family(taps=None),
+    "efficientnet": Family(taps=None),
 }
 GENERIC = Family(taps=None)
 
@@ -46,12 +53,19 @@ class Backbone(nn.Module):
         tap_names: module names (relative to `body`) whose outputs the mutual loss imitates.
     """
 
-    def __init__(self, timm_name: str, family: Family, pretrained: str | None = None):
+    def __init__(
+        self,
+        timm_name: str,
+        family: Family,
+        pretrained: str | None = None,
+        input_size: tuple[int, int] | None = None,
+    ):
         super().__init__()
+        kwargs = dict(family.timm_kwargs)
+        if family.fixed_input and input_size is not None:
+            kwargs["img_size"] = tuple(input_size)
         try:
-            self.body = timm.create_model(
-                timm_name, pretrained=False, features_only=True, **family.timm_kwargs
-            )
+            self.body = timm.create_model(timm_name, pretrained=False, features_only=True, **kwargs)
         except RuntimeError as err:  # timm's "Unknown model" error
             raise ConfigError(f"model.backbone: timm has no model '{timm_name}' ({err})") from None
         info = self.body.feature_info
@@ -60,8 +74,10 @@ class Backbone(nn.Module):
         self.out_index = index
         self.out_channels = info.channels()[index]
         self.out_stride = strides[index]
-        self.tap_names = family.taps or tuple(info.module_name())
         modules = dict(self.body.named_modules())
+        # FeatureGetterNet (ViT) wraps the model as `model`; its feature_info names are relative to it.
+        names = family.taps or tuple(info.module_name())
+        self.tap_names = tuple(n if n in modules else f"model.{n}" for n in names)
         missing = [name for name in self.tap_names if name not in modules]
         assert not missing, f"taps {missing} not found in {timm_name}"
         if pretrained:
@@ -77,13 +93,23 @@ def load_backbone_weights(body: nn.Module, path: Path) -> None:
         raise CheckpointError(f"model.pretrained: file not found: {path} (weights are never downloaded)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = body.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if mismatched:
+        first = mismatched[0]
+        raise CheckpointError(
+            f"model.pretrained: {path} does not fit the backbone: {len(mismatched)} tensors differ in shape "
+            f"(first: {first} {tuple(state[first].shape)} vs {tuple(own[first].shape)})"
+        )
     result = body.load_state_dict(state, strict=False)
-    matched = len(body.state_dict()) - len(result.missing_keys)
+    matched = len(own) - len(result.missing_keys)
     if matched == 0:
         raise CheckpointError(f"model.pretrained: no tensor of {path} matches the backbone")
 
 
-def create_backbone(name: str, pretrained: str | None = None) -> Backbone:
+def create_backbone(
+    name: str, pretrained: str | None = None, input_size: tuple[int, int] | None = None
+) -> Backbone:
     """Build a registered backbone, or any timm model as `timm:<name>`.
 
     Example:
@@ -94,13 +120,13 @@ def create_backbone(name: str, pretrained: str | None = None) -> Backbone:
     if name.startswith("timm:"):
         timm_name = name.split(":", 1)[1]
         family = next((f for key, f in FAMILIES.items() if timm_name.startswith(key)), GENERIC)
-        return Backbone(timm_name, family, pretrained)
-    return BACKBONES.get(name)(pretrained=pretrained)
+        return Backbone(timm_name, family, pretrained, input_size)
+    return BACKBONES.get(name)(pretrained=pretrained, input_size=input_size)
 
 
 def _register(name: str, family: str) -> None:
-    def factory(pretrained: str | None = None) -> Backbone:
-        return Backbone(name, FAMILIES[family], pretrained)
+    def factory(pretrained: str | None = None, input_size: tuple[int, int] | None = None) -> Backbone:
+        return Backbone(name, FAMILIES[family], pretrained, input_size)
 
     factory.__doc__ = f"timm '{name}' read as the {family} family."
     BACKBONES.register(name)(factory)
@@ -110,3 +136,9 @@ for _name in ("hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w18", "hrnet_w32",
     _register(_name, "hrnet")
 for _name in ("resnet18", "resnet50", "resnet101", "resnet152"):
     _register(_name, "resnet")
+for _name in ("vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224"):
+    _register(_name, "vit")
+for _name in ("mobilenetv3_large_100", "mobilenetv3_small_100"):
+    _register(_name, "mobilenetv3")
+for _name in ("efficientnet_b0",):
+    _register(_name, "efficientnet")

@@ -70,7 +70,7 @@ METHODS: Registry = Registry("method")
 # so a new task is one line here plus its own folder.
 PLUGIN_MODULES: tuple[str, ...] = (
     "harness.backbones",
-    "harness.methods.clean",
+    "baselines",
     "harness.methods.dslope",
     "tasks",
 )

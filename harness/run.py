@@ -118,7 +118,7 @@ def run_experiment(
     method_settings = method_cls.Settings(**cfg.method_args.get(cfg.method, {}))
 
     def build_model() -> TaskModel:
-        backbone = create_backbone(cfg.model.backbone, pretrained=cfg.model.pretrained)
+        backbone = create_backbone(cfg.model.backbone, cfg.model.pretrained, input_size=task.input_size)
         return TaskModel(backbone, task.head(backbone.out_channels, backbone.out_stride))
 
     method = method_cls(build_model, task.loss, method_settings)
@@ -139,13 +139,11 @@ def run_experiment(
         persistent_workers=False,
     )
 
-    # Optimizers: one per network, same settings; multi-step LR per epoch.
+    # Optimizers: one per network (unless the method groups them), same settings; multi-step LR per epoch.
     o = cfg.optim
     optimizers = {
-        name: build_optimizer(
-            net.parameters(), name=o.name, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
-        )
-        for name, net in method.networks().items()
+        name: build_optimizer(params, name=o.name, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        for name, params in method.optimizer_groups().items()
     }
     schedulers = {
         name: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=o.milestones, gamma=o.gamma)

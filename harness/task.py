@@ -73,6 +73,11 @@ class Task(ABC):
     def dataset_name(self) -> str:
         """Name of the data source, for result records (e.g. 'synthetic-coco', 'coco')."""
 
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """(h, w) of the network input, for backbones built for one size (ViT); None if free."""
+        return None
+
     @abstractmethod
     def datasets(self, *, seed: int, occlusion: OcclusionPlan) -> tuple[Dataset, dict[str, Dataset]]:
         """Return the training set and the eval splits (at least `clean_val` and `occluded_val`)."""

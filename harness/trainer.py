@@ -62,7 +62,7 @@ class Trainer:
 
     Args:
         method: the networks and the step.
-        optimizers: one per entry of `method.networks()`.
+        optimizers: one per entry of `method.optimizer_groups()`.
         schedulers: epoch-wise LR schedulers, one per optimizer.
         device: where training runs.
         epochs: epochs to train.

@@ -45,6 +45,10 @@ class Method(nn.Module):
         """Trained networks by name; the trainer builds one optimizer per entry."""
         raise NotImplementedError
 
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters per optimizer; by default one optimizer per trained network."""
+        return {name: list(net.parameters()) for name, net in self.networks().items()}
+
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Return named loss terms; `loss` is back-propagated, the rest are logged."""
         raise NotImplementedError

@@ -25,6 +25,8 @@ class DSlopeSettings(BaseModel):
     gnet_weight: float = 1e-5  # GNet imitating ENet
     feature_loss: bool = True  # imitate tapped stage features
     output_loss: bool = True  # imitate outputs (heatmaps / embeddings)
+    stop_gradient: bool = True  # detach the partner's tensors (the paper); False lets gradients cross
+    shared_optimizer: bool = False  # one optimizer over both networks instead of one each (ablation)
 
 
 def mimic_loss(
@@ -35,15 +37,18 @@ def mimic_loss(
     *,
     use_features: bool = True,
     use_output: bool = True,
+    detach_partner: bool = True,
 ) -> torch.Tensor:
-    """Sum of MSEs between own tensors and the partner's detached ones (feature taps, then output)."""
+    """Sum of MSEs between own tensors and the partner's (detached) ones (feature taps, then output)."""
+
+    def partner(t: torch.Tensor) -> torch.Tensor:
+        return t.detach() if detach_partner else t
+
     terms = []
     if use_features:
-        terms += [
-            F.mse_loss(own, other.detach()) for own, other in zip(own_features, partner_features, strict=True)
-        ]
+        terms += [F.mse_loss(own, partner(o)) for own, o in zip(own_features, partner_features, strict=True)]
     if use_output:
-        terms.append(F.mse_loss(own_output, partner_output.detach()))
+        terms.append(F.mse_loss(own_output, partner(partner_output)))
     return torch.stack(terms).sum() if terms else own_output.new_zeros(())
 
 
@@ -62,6 +67,11 @@ class DSlope(Method):
     def networks(self):
         return {"enet": self.enet, "gnet": self.gnet}
 
+    def optimizer_groups(self):
+        if self.settings.shared_optimizer:
+            return {"shared": [*self.enet.parameters(), *self.gnet.parameters()]}
+        return super().optimizer_groups()
+
     @property
     def also_evaluated(self) -> tuple[str, ...]:
         return ("gnet",)
@@ -74,7 +84,11 @@ class DSlope(Method):
         feat_e = self.enet.features
         sup_g = self.supervised_loss(out_g, batch)
         sup_e = self.supervised_loss(out_e, batch)
-        flags = {"use_features": s.feature_loss, "use_output": s.output_loss}
+        flags = {
+            "use_features": s.feature_loss,
+            "use_output": s.output_loss,
+            "detach_partner": s.stop_gradient,
+        }
         mimic_g = mimic_loss(feat_g, out_g, feat_e, out_e, **flags)
         mimic_e = mimic_loss(feat_e, out_e, feat_g, out_g, **flags)
         loss_g = sup_g + s.gnet_weight * mimic_g

@@ -81,6 +81,10 @@ class PoseTask(Task):
     def dataset_name(self) -> str:
         return "synthetic-coco" if self.settings.dataset == "synthetic" else "coco"
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.settings.input_size)
+
     def _source_files(self, seed: int) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
         s = self.settings
         if s.dataset == "synthetic":

@@ -58,3 +58,49 @@ def test_pretrained_weights_load_from_local_file(tmp_path):
     loaded = create_backbone("hrnet_w18_small", pretrained=str(path))
     key = next(iter(source.body.state_dict()))
     assert torch.equal(source.body.state_dict()[key], loaded.body.state_dict()[key])
+
+
+@pytest.mark.parametrize(
+    "name", ["hrnet_w18_small", "resnet50", "vit_tiny_patch16_224", "mobilenetv3_large_100"]
+)
+def test_each_family_runs_two_dslope_steps(name, capsys):
+    """Every backbone family builds with the pose head, trains two D-Slope steps and reports its size."""
+    from harness.methods.dslope import DSlope
+    from tasks.pose.task import PoseSettings, PoseTask
+
+    task = PoseTask(PoseSettings(input_size=(128, 96)))
+
+    def build():
+        backbone = create_backbone(name, input_size=task.input_size)
+        return TaskModel(backbone, task.head(backbone.out_channels, backbone.out_stride))
+
+    torch.manual_seed(0)
+    method = DSlope(build, task.loss)
+    optimizers = [torch.optim.Adam(p, lr=1e-3) for p in method.optimizer_groups().values()]
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "image": torch.randn(2, 3, 128, 96, generator=g),
+        "twin": torch.randn(2, 3, 128, 96, generator=g),
+        "target": torch.rand(2, 17, 32, 24, generator=g),
+        "target_weight": torch.ones(2, 17),
+    }
+    before = method.enet.head.final.weight.detach().clone()
+    for _ in range(2):
+        for opt in optimizers:
+            opt.zero_grad()
+        terms = method.training_step(batch)
+        terms["loss"].backward()
+        for opt in optimizers:
+            opt.step()
+        assert torch.isfinite(terms["loss"]) and terms["mimic_enet"] > 0
+    assert not torch.equal(before, method.enet.head.final.weight)
+    params = sum(p.numel() for p in method.enet.parameters())
+    print(f"{name}: {params / 1e6:.2f} M parameters per network")
+    assert params > 1e6
+
+
+def test_pretrained_with_other_shapes_is_rejected(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(create_backbone("resnet18").body.state_dict(), path)
+    with pytest.raises(CheckpointError, match="does not fit the backbone: .* tensors differ in shape"):
+        create_backbone("resnet50", pretrained=str(path))

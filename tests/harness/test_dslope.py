@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.methods.clean import Clean
+from baselines.clean import Clean
 from harness.methods.dslope import DSlope, DSlopeSettings, mimic_loss
 
 

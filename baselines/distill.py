@@ -1,0 +1,98 @@
+"""Frozen-teacher distillation: a clean-trained teacher, a student on occluded twins.
+
+The one-way counterpart of D-Slope's mutual learning: the teacher (a clean baseline's network or a
+D-Slope GNet, loaded from a finished run dir) is frozen and stays in eval mode; the student sees the
+occluded twin and imitates the teacher's stage features and outputs on the clean image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from harness.callbacks import CHECKPOINT_NAME
+from harness.errors import CheckpointError, ConfigError
+from harness.methods.base import Batch, Method
+from harness.methods.dslope import mimic_loss
+from harness.registry import METHODS
+
+# Which network of a finished run is the teacher, by the run's own network names.
+TEACHER_NETWORKS = ("net", "gnet")
+
+
+class DistillSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    teacher: str | None = None  # run dir (or its checkpoint.pt) of a clean or dslope run
+    feature_weight: float = 1e-3
+    output_weight: float = 1e-3
+
+
+def load_teacher_weights(model: nn.Module, source: Path) -> None:
+    """Copy a finished run's clean network (`net` or D-Slope's `gnet`) into `model`."""
+    path = source / CHECKPOINT_NAME if source.is_dir() else source
+    if not path.is_file():
+        raise CheckpointError(f"method_args.distill.teacher: no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True).get("method", {})
+    for name in TEACHER_NETWORKS:
+        prefix = f"{name}."
+        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if weights:
+            try:
+                model.load_state_dict(weights)
+            except RuntimeError as err:
+                message = str(err).splitlines()[0]
+                raise CheckpointError(f"teacher {path} does not fit this backbone: {message}") from None
+            return
+    raise CheckpointError(f"teacher {path} holds no network named {' or '.join(TEACHER_NETWORKS)}")
+
+
+@METHODS.register("distill")
+class Distill(Method):
+    """Student on twins imitating a frozen teacher on clean images; the student is evaluated."""
+
+    Settings = DistillSettings
+    needs_twin = True
+
+    def __init__(self, build_model, supervised_loss, settings=None):
+        super().__init__(build_model, supervised_loss, settings)
+        if not self.settings.teacher:
+            raise ConfigError(
+                "method_args.distill.teacher: set the run dir of a finished clean or dslope run "
+                "(or use --method all, which trains the clean teacher first)"
+            )
+        self.student = build_model()
+        self.teacher = build_model()
+        load_teacher_weights(self.teacher, Path(self.settings.teacher))
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+
+    def networks(self):
+        return {"student": self.student}
+
+    def train(self, mode: bool = True):
+        """The teacher stays in eval mode (frozen BatchNorm statistics) whatever the trainer asks."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        s = self.settings
+        with torch.no_grad():
+            out_t = self.teacher(batch["image"])
+            feat_t = self.teacher.features
+        out_s = self.student(batch["twin"])
+        feat_s = self.student.features
+        sup = self.supervised_loss(out_s, batch)
+        feat = mimic_loss(feat_s, out_s, feat_t, out_t, use_output=False)
+        out = mimic_loss(feat_s, out_s, feat_t, out_t, use_features=False)
+        loss = sup + s.feature_weight * feat + s.output_weight * out
+        return {
+            "loss": loss,
+            "sup": sup.detach(),
+            "mimic_features": feat.detach(),
+            "mimic_output": out.detach(),
+        }
