@@ -73,3 +73,22 @@ def test_unreadable_training_image_in_a_worker_is_one_line(tiny_pose_overrides, 
     assert len(lines) == 1 and "is unreadable or not an image" in lines[0]
     assert "Traceback" not in result.output
     assert not list((tmp_path / "results").rglob("*.json"))
+
+
+def test_method_all_trains_every_method_with_the_clean_run_as_teacher(tiny_pose_overrides, tmp_path):
+    sets = [x for o in tiny_pose_overrides for x in ("--set", o)]
+    result = runner.invoke(app, ["run", "--task", "pose", "--method", "all", *sets])
+    assert result.exit_code == 0, result.output
+    for method in ("clean", "occ_aug", "distill", "dslope"):
+        assert f"{method}: trained 2 steps on 8 images" in result.output
+    import json
+
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*distill*.json")]
+    teacher = records[0]["config"]["method_args"]["distill"]["teacher"]
+    assert "pose_clean_" in teacher and {r["network"] for r in records} == {"student"}
+
+
+def test_distill_alone_without_teacher_is_a_one_line_error(tiny_pose_overrides):
+    sets = [x for o in tiny_pose_overrides for x in ("--set", o)]
+    result = runner.invoke(app, ["run", "--task", "pose", "--method", "distill", *sets])
+    assert result.exit_code == 2 and "method_args.distill.teacher" in result.output
