@@ -26,7 +26,10 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check harness tasks baselines tests
+	$(BIN)/ruff check harness tasks baselines benchmarks tests
 
 clean:
 	rm -rf work_dirs .pytest_cache
+
+bench: setup
+	$(BIN)/python benchmarks/step_time.py

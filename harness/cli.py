@@ -150,6 +150,37 @@ def run(
     )
 
 
+@app.command()
+def report(
+    results: Path = typer.Option(Path("results"), help="Results folder holding runs/*.json."),
+    out: Path | None = typer.Option(None, help="Where tables/ and figures/ go (default: --results)."),
+    format_: str = typer.Option("md,tex,csv", "--format", help="Table formats, comma separated: md,tex,csv."),
+    filter_: list[str] = typer.Option(
+        [], "--filter", help="Keep records with key=value (repeatable, ANDed): method=dslope, config.a.b=c."
+    ),
+    debug: bool = typer.Option(False, help="Show full tracebacks."),
+) -> None:
+    """Regenerate tables (Markdown, LaTeX, CSV) and figures (PNG, PDF) from results/runs/*.json alone."""
+    from harness.report import generate_report, parse_filters, parse_formats
+
+    try:
+        summary = generate_report(results, out, parse_formats(format_), parse_filters(filter_))
+    except HarnessError as err:
+        _fail(err, debug)
+    if summary.records == 0:
+        typer.echo(f"no results in {results}")
+        return
+    if summary.selected == 0:
+        typer.echo(f"no results in {results} match {' and '.join(filter_)}")
+        return
+    typer.echo(
+        f"{summary.selected} of {summary.records} records ({len(summary.failed)} failed): "
+        f"{len(summary.tables)} table files, {len(summary.figures)} figure files under {out or results}"
+    )
+    for note in summary.notes:
+        typer.echo(f"  {note}")
+
+
 @app.command("list")
 def list_registered() -> None:
     """List registered tasks, backbones and methods."""
