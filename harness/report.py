@@ -507,15 +507,15 @@ def to_markdown(table: Table) -> str:
 
 
 def _runs_per_row(table: Table) -> list[tuple[tuple, list[str]]]:
-    prov = table.provenance
-    out = []
-    for row in table.rows:
-        mask = (prov[table.key_columns] == pd.Series(row, index=table.key_columns)).all(axis=1)
-        chosen = prov[mask].drop_duplicates("run_id").sort_values(["seed", "run_id"])
-        out.append(
-            (row, [f"{run} (seed {seed})" for run, seed in zip(chosen.run_id, chosen.seed, strict=True)])
-        )
-    return out
+    """Each row with the runs (and seeds) its cells were computed from, for the provenance appendix."""
+    k = len(table.key_columns)
+    runs: dict[tuple, dict[str, str]] = {row: {} for row in table.rows}
+    for entry in table.provenance.itertuples(index=False):
+        runs[tuple(entry[:k])][entry.run_id] = entry.seed
+    return [
+        (row, [f"{run} (seed {seed})" for run, seed in sorted(runs[row].items(), key=lambda x: (x[1], x[0]))])
+        for row in table.rows
+    ]
 
 
 def _failed_line(record: dict[str, Any]) -> str:
@@ -693,7 +693,7 @@ def figure_split_bars(table: Table, out: Path) -> list[Path]:
     ]
     ax.set_xticks(range(len(rows)), labels)
     ax.set_ylabel(metric)
-    ax.set_title(f"{table.title}: {metric} per split (mean ± std over seeds)")
+    ax.set_title(f"{table.name}: {metric} per split (mean ± std over seeds)")
     ax.legend()
     return _save(fig, out / f"{table.name}_splits")
 

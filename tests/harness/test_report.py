@@ -1,0 +1,349 @@
+"""`harness report` on hand-written records with known numbers: tables, figures, filters, determinism."""
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.errors import ConfigError
+from harness.report import Filter, apply_filters, generate_report, parse_filters, parse_formats
+
+runner = CliRunner()
+
+CLEAN_AP = {"clean_val": [0.61, 0.64, 0.60], "occluded_val": [0.41, 0.45, 0.40]}
+DSLOPE_AP = {"clean_val": [0.62, 0.63, 0.65], "occluded_val": [0.50, 0.52, 0.47]}
+GNET_AP = [0.70, 0.71, 0.72]  # best clean AP, but GNet is not the evaluated network: never bold
+SKELETON = [[0, 1], [1, 2]]
+
+
+def _config(method: str, seed: int, **dslope) -> dict:
+    return {
+        "task": "pose",
+        "method": method,
+        "seed": seed,
+        "device": "cpu",
+        "model": {"backbone": "hrnet_w32"},
+        "train": {"max_steps": 40},
+        "method_args": {"dslope": {"enet_weight": 1e-3, "feature_loss": True, **dslope}},
+        "occlusion": {"val_seed": 0},
+        "output": {"results_dir": f"/somewhere/{seed}"},
+    }
+
+
+def _record(run_id, method, network, split, metrics, seed=0, *, task="pose", dataset="synthetic", **extra):
+    record = {
+        "run_id": run_id,
+        "task": task,
+        "method": method,
+        "backbone": "hrnet_w32",
+        "dataset": dataset,
+        "split": split,
+        "network": network,
+        "status": "ok",
+        "metrics": metrics,
+        "higher_is_better": {name: name not in ("NME", "FR@0.1") for name in metrics},
+        "seed": seed,
+        "config": _config(method, seed),
+        "config_hash": "h",
+        "data": {"skeleton": SKELETON},
+        "training": {"steps": 40},
+        "reason": None,
+        "curves": [],
+        "samples": [],
+    }
+    record.update(extra)
+    return record
+
+
+def _write(results: Path, records: list[dict]) -> None:
+    runs = results / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        (runs / f"{r['run_id']}__{r['network']}__{r['split']}.json").write_text(json.dumps(r, indent=2))
+
+
+def _pose_records() -> list[dict]:
+    records = []
+    for seed in range(3):
+        for split in ("clean_val", "occluded_val"):
+            ap_c, ap_d = CLEAN_AP[split][seed], DSLOPE_AP[split][seed]
+            records.append(
+                _record(f"clean-s{seed}", "clean", "net", split, {"AP": ap_c, "AR": ap_c + 0.1}, seed)
+            )
+            records.append(
+                _record(f"dslope-s{seed}", "dslope", "enet", split, {"AP": ap_d, "AR": ap_d + 0.1}, seed)
+            )
+        records.append(_record(f"dslope-s{seed}", "dslope", "gnet", "clean_val", {"AP": GNET_AP[seed]}, seed))
+    records[0]["curves"] = [
+        {"epoch": 1, "step": 10, "train_loss": 0.9, "val_AP": 0.3},
+        {"epoch": 2, "step": 20, "train_loss": 0.5, "val_AP": 0.6},
+    ]
+    failed = _record(
+        "broken", "dslope", None, None, {}, 7, status="failed", reason="loss became nan at step 3"
+    )
+    return [*records, failed]
+
+
+def _face_records() -> list[dict]:
+    """Lower NME / FR is better: dslope must be bold for NME even though its number is smaller."""
+    common = {"task": "face_alignment", "dataset": "cofw"}
+    return [
+        _record(
+            "fa-clean", "clean", "net", "occluded_val", {"NME": 0.052, "FR@0.1": 0.08, "AUC": 0.55}, **common
+        ),
+        _record(
+            "fa-dslope",
+            "dslope",
+            "enet",
+            "occluded_val",
+            {"NME": 0.041, "FR@0.1": 0.09, "AUC": 0.50},
+            **common,
+        ),
+    ]
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    _write(tmp_path / "results", [*_pose_records(), *_face_records()])
+    return tmp_path / "results"
+
+
+def _row(frame: pd.DataFrame, method: str) -> pd.Series:
+    return frame[frame.method == method].iloc[0]
+
+
+def test_tables_hold_exactly_the_means_and_stds(results):
+    generate_report(results, formats=["md", "csv"])
+    tables = results / "tables"
+    frame = pd.read_csv(tables / "pose.csv")
+    assert list(frame.method) == ["clean", "dslope", "dslope (gnet)"]
+    for method, values in (("clean", CLEAN_AP), ("dslope", DSLOPE_AP)):
+        row = _row(frame, method)
+        for split, aps in values.items():
+            assert row[f"{split}/AP/mean"] == pytest.approx(statistics.mean(aps), abs=1e-12)
+            assert row[f"{split}/AP/std"] == pytest.approx(statistics.stdev(aps), abs=1e-12)
+            assert row[f"{split}/AP/n"] == 3
+            cell = f"{statistics.mean(aps):.3f} ± {statistics.stdev(aps):.3f} (n=3)"
+            assert cell in (tables / "pose.md").read_text()
+    gnet = _row(frame, "dslope (gnet)")
+    assert gnet["occluded_val/AP/n"] == 0 and pd.isna(gnet["occluded_val/AP/mean"])
+    markdown = (tables / "pose.md").read_text()
+    gnet_line = next(line for line in markdown.splitlines() if line.startswith("| synthetic | dslope (gnet)"))
+    assert "–" in gnet_line  # the occluded cell GNet has no record for
+    provenance = pd.read_csv(tables / "pose_provenance.csv")
+    assert set(provenance.run_id) == {f"{m}-s{s}" for m in ("clean", "dslope") for s in range(3)}
+
+
+def test_best_per_column_follows_higher_is_better(results):
+    generate_report(results, formats=["md"])
+    pose = (results / "tables" / "pose.md").read_text()
+    occluded = f"{statistics.mean(DSLOPE_AP['occluded_val']):.3f}"
+    assert f"**{occluded} ±" in pose
+    gnet_clean = f"{statistics.mean(GNET_AP):.3f}"
+    assert f"{gnet_clean} ±" in pose and f"**{gnet_clean}" not in pose  # reference row is not ranked
+    assert f"**{statistics.mean(DSLOPE_AP['clean_val']):.3f} ±" in pose  # best of the ranked rows
+    face = (results / "tables" / "face_alignment.md").read_text()
+    assert "**0.0410 (n=1)**" in face and "**0.0520" not in face  # NME: lower is better
+    assert "**0.0800 (n=1)**" in face  # FR@0.1: lower is better
+    assert "**0.550 (n=1)**" in face and "**0.500" not in face  # AUC: higher is better
+
+
+def test_failed_records_are_excluded_and_listed(results):
+    generate_report(results)
+    tables = results / "tables"
+    pose = (tables / "pose.md").read_text()
+    failed_section = pose.split("### Failed runs")[1]
+    assert "broken" in failed_section and "loss became nan at step 3" in failed_section
+    assert "broken" not in pose.split("### Failed runs")[0]
+    assert "broken" not in (tables / "pose_provenance.csv").read_text()
+    assert "loss became nan at step 3" in (tables / "failed_runs.csv").read_text()
+    assert "% Failed runs:" in (tables / "pose.tex").read_text()
+
+
+def test_figures_are_valid_png_and_pdf(results):
+    summary = generate_report(results, formats=["csv"])
+    figures = results / "figures"
+    for stem in ("pose_splits", "face_alignment_splits", "curves/clean-s0"):
+        assert (figures / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (figures / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
+    assert not (figures / "curves" / "dslope-s0.png").exists()  # no curves in that record
+    assert any("severity" in note for note in summary.notes)  # no severities yet: skipped and said so
+    assert any("qualitative" in note for note in summary.notes)
+
+
+def _tabular_ok(tex: str) -> None:
+    """Balanced braces, one tabular, and every row as wide as its column spec (multicolumn spans counted)."""
+    unescaped = re.sub(r"\\[{}]", "", tex.replace("\\textbackslash{}", ""))
+    body = "\n".join(line for line in unescaped.splitlines() if not line.lstrip().startswith("%"))
+    depth = 0
+    for ch in body:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    assert body.count("\\begin{tabular}") == body.count("\\end{tabular}") == 1
+    spec = re.search(r"\\begin\{tabular\}\{([lcr]+)\}", body).group(1)
+    inner = body.split("\\begin{tabular}")[1].split("\\end{tabular}")[0]
+    rows = [line for line in inner.splitlines() if line.rstrip().endswith("\\\\")]
+    assert len(rows) >= 3
+    for line in rows:
+        cells = re.sub(r"\\&", "", line.rstrip()[:-2]).split("&")
+        spans = [int(m.group(1)) if (m := re.search(r"\\multicolumn\{(\d+)\}", c)) else 1 for c in cells]
+        assert sum(spans) == len(spec), line
+
+
+def test_latex_tables_are_structurally_valid(results):
+    generate_report(results, formats=["tex"])
+    for name in ("pose", "face_alignment"):
+        tex = (results / "tables" / f"{name}.tex").read_text()
+        _tabular_ok(tex)
+        assert "\\textbf{" in tex
+    pose = (results / "tables" / "pose.tex").read_text()
+    assert "$\\pm$" in pose and "dslope-s1 (seed 1)" in pose and "clean\\_val" in pose
+
+
+def test_filters_select_records(results, tmp_path):
+    summary = generate_report(results, tmp_path / "a", ["csv"], parse_filters(["method=dslope", "seed=0"]))
+    frame = pd.read_csv(tmp_path / "a" / "tables" / "pose.csv")
+    assert list(frame.method) == ["dslope", "dslope (gnet)"]
+    assert frame.iloc[0]["occluded_val/AP/n"] == 1 and pd.isna(frame.iloc[0]["occluded_val/AP/std"])
+    assert frame.iloc[0]["occluded_val/AP/mean"] == DSLOPE_AP["occluded_val"][0]
+    assert list(pd.read_csv(tmp_path / "a" / "tables" / "face_alignment.csv").method) == ["dslope"]
+    assert summary.selected == 4
+    generate_report(results, tmp_path / "b", ["csv"], parse_filters(["task=pose", "split=occluded_val"]))
+    assert not (tmp_path / "b" / "tables" / "face_alignment.csv").exists()
+    frame = pd.read_csv(tmp_path / "b" / "tables" / "pose.csv")
+    assert list(frame.method) == ["clean", "dslope"]  # GNet stays a reference network, not promoted
+    records = [{"config": {"model": {"backbone": "resnet50"}}}, {"config": {"model": {"backbone": "x"}}}]
+    assert apply_filters(records, [Filter("config.model.backbone", "resnet50")]) == records[:1]
+    feature_off = [{"config": {"a": {"b": False}}}]
+    assert apply_filters(feature_off, [Filter("config.a.b", "false")]) == feature_off
+
+
+def test_unknown_filter_key_or_format_is_a_one_line_error(results):
+    with pytest.raises(ConfigError, match="unknown filter key 'colour'"):
+        parse_filters(["colour=red"])
+    with pytest.raises(ConfigError, match="must be key=value"):
+        parse_filters(["method"])
+    with pytest.raises(ConfigError, match="unknown report format 'docx'"):
+        parse_formats("md,docx")
+    result = runner.invoke(app, ["report", "--results", str(results), "--filter", "config.model.backbon=x"])
+    assert result.exit_code == 2
+    assert "unknown filter key 'config.model.backbon'" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_twice_gives_identical_bytes(results, tmp_path):
+    _add_showcase(results, tmp_path)
+
+    def snapshot() -> dict[str, bytes]:
+        return {
+            str(p.relative_to(results)): p.read_bytes()
+            for p in sorted(results.rglob("*"))
+            if p.is_file() and "runs" not in p.parts
+        }
+
+    generate_report(results)
+    first = snapshot()
+    generate_report(results)
+    assert snapshot() == first
+    assert "figures/qualitative_pose_synthetic_hrnet_w32.pdf" in first and len(first) > 10
+
+
+def test_no_results_says_so_and_exits_zero(tmp_path):
+    result = runner.invoke(app, ["report", "--results", str(tmp_path / "empty")])
+    assert result.exit_code == 0
+    assert f"no results in {tmp_path / 'empty'}" in result.output
+    assert not (tmp_path / "empty" / "tables").exists()
+
+
+def test_cli_writes_tables_and_figures_to_out(results, tmp_path):
+    out = tmp_path / "paper"
+    result = runner.invoke(
+        app, ["report", "--results", str(results), "--out", str(out), "--format", "md,tex"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "tables" / "pose.md").is_file() and (out / "tables" / "pose.tex").is_file()
+    assert not (out / "tables" / "pose.csv").exists() and (out / "figures" / "pose_splits.png").is_file()
+    assert "1 failed" in result.output
+
+
+def _add_showcase(results: Path, tmp_path: Path) -> None:
+    """Tiny image + samples on the occluded split of clean-s0 and dslope-s0 (ann 2 only in both)."""
+    import matplotlib.image
+    import numpy as np
+
+    image = tmp_path / "person.png"
+    matplotlib.image.imsave(image, np.linspace(0, 1, 40 * 30 * 3).reshape(40, 30, 3))
+    truth = [5.0, 5.0, 2.0, 10.0, 12.0, 2.0, 15.0, 20.0, 0.0]
+
+    def sample(ann_id: int, shift: float) -> dict:
+        prediction = [v + shift if i % 3 != 2 else 0.9 for i, v in enumerate(truth)]
+        box = [2.0, 2.0, 20.0, 30.0]
+        return {
+            "image": str(image),
+            "ann_id": ann_id,
+            "box": box,
+            "ground_truth": truth,
+            "prediction": prediction,
+        }
+
+    for run_id, network, samples in (
+        ("clean-s0", "net", [sample(1, 3.0), sample(2, 3.0)]),
+        ("dslope-s0", "enet", [sample(2, 1.0), sample(3, 1.0)]),
+    ):
+        path = results / "runs" / f"{run_id}__{network}__occluded_val.json"
+        record = json.loads(path.read_text())
+        record["samples"] = samples
+        path.write_text(json.dumps(record))
+
+
+def test_qualitative_grid_from_saved_samples(results, tmp_path):
+    _add_showcase(results, tmp_path)
+    summary = generate_report(results, formats=["md"])
+    stem = results / "figures" / "qualitative_pose_synthetic_hrnet_w32"
+    assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert stem.with_suffix(".pdf").read_bytes()[:4] == b"%PDF"
+    assert not any("qualitative" in note for note in summary.notes)
+    (tmp_path / "person.png").unlink()
+    summary = generate_report(results, tmp_path / "again", ["md"])
+    assert any("sample images missing" in note for note in summary.notes)
+
+
+def test_severity_curve_needs_two_severities(tmp_path):
+    records = []
+    for severity, ap in ((0.2, 0.6), (0.4, 0.5), (0.6, 0.3)):
+        for method, network in (("clean", "net"), ("dslope", "enet")):
+            record = _record(f"{method}-{severity}", method, network, "occluded_val", {"AP": ap}, 0)
+            record["config"]["occlusion"]["severity"] = severity
+            records.append(record)
+    _write(tmp_path / "results", records)
+    summary = generate_report(tmp_path / "results", formats=["md"])
+    assert (tmp_path / "results" / "figures" / "severity_pose_synthetic.png").read_bytes()[:4] == b"\x89PNG"
+    assert not any("severity" in note for note in summary.notes)
+
+
+def test_ablation_rows_by_differing_switches_and_variant_column(tmp_path):
+    records = []
+    for seed in range(2):
+        for feature_loss, ap in ((True, 0.5 + seed / 100), (False, 0.4 + seed / 100)):
+            record = _record(f"abl-{feature_loss}-{seed}", "dslope", "enet", "occluded_val", {"AP": ap}, seed)
+            record["config"] = _config("dslope", seed, feature_loss=feature_loss)
+            records.append(record)
+    _write(tmp_path / "results", records)
+    generate_report(tmp_path / "results", formats=["csv", "tex"])
+    tables = tmp_path / "results" / "tables"
+    ablation = pd.read_csv(tables / "ablation.csv")
+    assert list(ablation.feature_loss) == [False, True]
+    assert list(ablation["occluded_val/AP/mean"]) == pytest.approx([0.405, 0.505])
+    assert list(ablation["occluded_val/AP/n"]) == [2, 2]
+    _tabular_ok((tables / "ablation.tex").read_text())
+    pose = pd.read_csv(tables / "pose.csv")  # same method and backbone, different configs: never pooled
+    assert list(pose.config) == [
+        "method_args.dslope.feature_loss=false",
+        "method_args.dslope.feature_loss=true",
+    ]
