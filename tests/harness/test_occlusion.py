@@ -1,6 +1,7 @@
 """Patch library (cut from real COCO person masks) and the seeded occluded twin."""
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,7 @@ from harness.occlusion import OcclusionSettings, Patch, PatchLibrary, occluded_t
 from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_OCCLUSION_ANCHORS
 
 REPO = Path(__file__).resolve().parents[2]
-COCO = REPO.parent / "shared" / "fixtures" / "coco"
+COCO = Path(os.environ.get("HARNESS_FIXTURES", REPO.parent / "shared" / "fixtures")) / "coco"
 LIMBS = {name for name, indices in COCO_BODY_PARTS.items() if len(indices) == 2}
 
 BACKGROUND = (1, 254, 3)  # a colour no patch below uses
