@@ -71,7 +71,9 @@ def _comparison_table(outcomes, task_cls) -> Table:
             cells = []
             for split in (task_cls.clean_split, task_cls.occluded_split):
                 metrics = by_key.get((network, split))
-                cells += [f"{metrics[n]:.3f}" if metrics else "–" for n in columns]
+                cells += [
+                    f"{metrics[n]:.3f}" if metrics and metrics.get(n) is not None else "–" for n in columns
+                ]
             table.add_row(outcome.records[0].method, network, *cells, str(outcome.steps), str(outcome.images))
     return table
 

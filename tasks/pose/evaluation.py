@@ -15,7 +15,7 @@ OKS_STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM
 
 def oks_ap(
     coco_gt: COCO, predictions: list[dict], image_ids: list[int], sigmas: np.ndarray
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """COCO-style keypoint AP/AR of `predictions` against `coco_gt` over `image_ids`.
 
     Args:
@@ -25,7 +25,8 @@ def oks_ap(
         sigmas: per-keypoint OKS sigmas of the dataset.
 
     Returns:
-        AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL (COCOeval.stats; -1 where undefined).
+        AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL from COCOeval.stats; None where COCOeval says -1
+        (undefined: no ground truth in that area range), so no made-up number reaches a table.
     """
     if not predictions:
         return {name: 0.0 for name in OKS_STAT_NAMES}
@@ -37,4 +38,7 @@ def oks_ap(
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: float(value) for name, value in zip(OKS_STAT_NAMES, evaluator.stats, strict=True)}
+    return {
+        name: (float(value) if value >= 0 else None)
+        for name, value in zip(OKS_STAT_NAMES, evaluator.stats, strict=True)
+    }

@@ -95,3 +95,14 @@ def test_flip_test_of_a_mirror_consistent_oracle_keeps_the_pose(task_and_val):
 def test_no_predictions_scores_zero(task_and_val):
     task, val = task_and_val
     assert task.evaluate([], val)["AP"] == 0.0
+
+
+def test_undefined_area_ranges_are_none_not_minus_one(task_and_val):
+    """COCOeval reports -1 for an area range without ground truth; records must not carry it as a score."""
+    _, val = task_and_val
+    record = next(r for r in val.records if r.image_id == 785)  # one large person (area > 96²)
+    kps = record.keypoints.copy()
+    kps[:, 2] = 1
+    pred = [{"image_id": 785, "category_id": 1, "keypoints": kps.reshape(-1).tolist(), "score": 1.0}]
+    metrics = oks_ap(val.coco, pred, [785], COCO_OKS_SIGMAS)
+    assert metrics["APM"] is None and metrics["APL"] == pytest.approx(1.0)
