@@ -16,7 +16,7 @@ from harness.registry import TASKS
 from harness.task import Metric, OcclusionPlan, Task
 from tasks.pose import codec
 from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource
-from tasks.pose.evaluation import oks_ap
+from tasks.pose.evaluation import keypoint_similarity_split, oks_ap
 from tasks.pose.head import HeatmapHead
 from tasks.pose.keypoints import (
     COCO_BODY_PARTS,
@@ -67,7 +67,9 @@ class PoseTask(Task):
     """
 
     Settings = PoseSettings
-    metrics = tuple(Metric(name) for name in ("AP", "AP50", "AP75", "APM", "APL", "AR"))
+    metrics = tuple(
+        Metric(name) for name in ("AP", "AP50", "AP75", "APM", "APL", "AR", "kOKS_visible", "kOKS_occluded")
+    )
     primary_metric = "AP"
     num_keypoints = 17
 
@@ -239,4 +241,5 @@ class PoseTask(Task):
 
     def evaluate(self, predictions: list[dict[str, Any]], dataset: CocoKeypoints) -> dict[str, float]:
         stats = oks_ap(dataset.coco, predictions, dataset.image_ids, COCO_OKS_SIGMAS)
+        stats.update(keypoint_similarity_split(dataset.coco, predictions, COCO_OKS_SIGMAS))
         return {m.name: stats[m.name] for m in self.metrics}

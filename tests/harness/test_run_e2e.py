@@ -55,7 +55,19 @@ def test_two_step_run_writes_valid_records(method, tiny_pose_overrides, tmp_path
     sample = record["samples"][0]
     assert len(sample["prediction"]) == len(sample["ground_truth"]) == 51
     assert Path(sample["image"]).is_file() and len(record["samples"]) <= 8
-    assert set(record["metrics"]) == {"AP", "AP50", "AP75", "APM", "APL", "AR"}
+    assert set(record["metrics"]) == {
+        "AP",
+        "AP50",
+        "AP75",
+        "APM",
+        "APL",
+        "AR",
+        "kOKS_visible",
+        "kOKS_occluded",
+    }
+    by_split = {r.split: r.metrics for r in outcome.records if r.network != "gnet"}
+    assert by_split["occluded_val"]["kOKS_visible"] is not None  # the frozen split records covered joints
+    assert by_split["clean_val"]["kOKS_occluded"] is None  # the clean split has none
     assert all(v is None or 0.0 <= v <= 1.0 for v in record["metrics"].values())
     run_dir = outcome.run_dir
     assert (run_dir / "config.yaml").is_file() and (run_dir / "config_hash").read_text().strip() == cfg.hash()

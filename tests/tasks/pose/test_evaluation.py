@@ -106,3 +106,41 @@ def test_undefined_area_ranges_are_none_not_minus_one(task_and_val):
     pred = [{"image_id": 785, "category_id": 1, "keypoints": kps.reshape(-1).tolist(), "score": 1.0}]
     metrics = oks_ap(val.coco, pred, [785], COCO_OKS_SIGMAS)
     assert metrics["APM"] is None and metrics["APL"] == pytest.approx(1.0)
+
+
+def test_keypoint_similarity_split_by_hand():
+    """One person, joints 7 and 8 covered; only joint 7 is off by 10 px (area 1000, sigma 0.072)."""
+    from pycocotools.coco import COCO
+
+    from tasks.pose.evaluation import keypoint_similarity_split
+
+    gt = np.stack([np.arange(17) * 3.0 + 10, np.full(17, 20.0), np.full(17, 2.0)], axis=1)
+    covered = [0] * 17
+    covered[7] = covered[8] = 1
+    coco = COCO()
+    coco.dataset = {
+        "images": [{"id": 1, "width": 100, "height": 100}],
+        "annotations": [
+            {
+                "id": 5,
+                "image_id": 1,
+                "category_id": 1,
+                "area": 1000.0,
+                "iscrowd": 0,
+                "bbox": [0, 0, 60, 40],
+                "keypoints": gt.reshape(-1).tolist(),
+                "num_keypoints": 17,
+                "occluded_keypoints": covered,
+            }
+        ],
+        "categories": [{"id": 1, "name": "person"}],
+    }
+    coco.createIndex()
+    pred = gt.copy()
+    pred[7, 0] += 10.0
+    result = keypoint_similarity_split(
+        coco, [{"ann_id": 5, "keypoints": pred.reshape(-1).tolist()}], COCO_OKS_SIGMAS
+    )
+    assert result["kOKS_visible"] == pytest.approx(1.0)
+    assert result["kOKS_occluded"] == pytest.approx((np.exp(-100 / 41.472) + 1) / 2, abs=1e-4)
+    assert result["kOKS_occluded"] == pytest.approx(0.54485, abs=1e-4)
