@@ -56,13 +56,14 @@ class Distill(Method):
 
     Settings = DistillSettings
     needs_twin = True
+    prerequisite = ("clean", "teacher")  # no teacher given: train a clean one first
 
     def __init__(self, build_model, supervised_loss, settings=None):
         super().__init__(build_model, supervised_loss, settings)
         if not self.settings.teacher:
             raise ConfigError(
                 "method_args.distill.teacher: set the run dir of a finished clean or dslope run "
-                "(or use --method all, which trains the clean teacher first)"
+                "(`harness run` trains a clean teacher first when it is unset)"
             )
         self.student = build_model()
         self.teacher = build_model()

@@ -183,6 +183,39 @@ def report(
         typer.echo(f"  {note}")
 
 
+@app.command()
+def sweep(
+    path: Path = typer.Argument(..., help="Sweep YAML (configs/sweeps/*.yaml)."),
+    address: str | None = typer.Option(None, help="Ray cluster: auto | ray://HOST:PORT (default: local)."),
+    gpus_per_trial: float | None = typer.Option(None, help="GPUs per trial (overrides the YAML)."),
+    cpus_per_trial: float | None = typer.Option(None, help="CPUs per trial (overrides the YAML)."),
+    max_concurrent: int | None = typer.Option(None, help="At most this many trials at once."),
+    storage: str | None = typer.Option(None, help="Tune storage folder (a shared path on a cluster)."),
+    resume: bool = typer.Option(False, help="Continue an interrupted sweep; finished trials are not re-run."),
+    dry_run: bool = typer.Option(False, help="Print the expanded trial list and exit."),
+    debug: bool = typer.Option(False, help="Show full tracebacks."),
+) -> None:
+    """Run a grid of runs (task x backbone x method x seed ...) on Ray Tune; records land in results/runs/."""
+    from harness.sweep import run_sweep
+
+    try:
+        table = run_sweep(
+            path, address=address, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial,
+            max_concurrent=max_concurrent, resume=resume, dry_run=dry_run, storage=storage,
+        )  # fmt: skip
+    except HarnessError as err:
+        _fail(err, debug)
+    out = Console(width=max(shutil.get_terminal_size().columns, 120))
+    out.print(table.to_string(index=False))
+    if dry_run:
+        out.print(f"{len(table)} trials (dry run: nothing was started)")
+        return
+    failed = int((table["status"] == "failed").sum())
+    out.print(
+        f"{len(table) - failed} trials ok, {failed} failed. Run `harness report` for tables and figures."
+    )
+
+
 @app.command("list")
 def list_registered() -> None:
     """List registered tasks, backbones and methods."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -78,9 +79,12 @@ _loaded = False
 
 
 def _load_plugins() -> None:
+    """Import the built-in plugin modules, then any listed in $HARNESS_PLUGINS (comma-separated), so a
+    researcher's own task, method or backbone registers without editing the harness."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    for module in PLUGIN_MODULES:
+    extra = [m.strip() for m in os.environ.get("HARNESS_PLUGINS", "").split(",") if m.strip()]
+    for module in (*PLUGIN_MODULES, *extra):
         importlib.import_module(module)

@@ -16,7 +16,14 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from harness.backbones import create_backbone
-from harness.callbacks import CHECKPOINT_NAME, Checkpoint, MetricsLogger, PeriodicEval, ProgressBar
+from harness.callbacks import (
+    CHECKPOINT_NAME,
+    Callback,
+    Checkpoint,
+    MetricsLogger,
+    PeriodicEval,
+    ProgressBar,
+)
 from harness.config import RunConfig, load_config, save_config
 from harness.errors import ConfigError, TrainingError
 from harness.evaluation import evaluate_split
@@ -75,13 +82,32 @@ def read_epoch_logs(path: Path) -> list[dict]:
     return [line for line in lines if line.get("kind") == "epoch"]
 
 
+def train_prerequisite(cfg: RunConfig, method_cls, console, callbacks) -> tuple[RunConfig, object]:
+    """Train the run a method depends on (e.g. distillation's clean teacher) and point the config at it."""
+    needed, field = method_cls.prerequisite
+    console.rule(f"{cfg.method} needs a {needed} run first ({field}): training it")
+    first = run_experiment(
+        cfg.model_copy(update={"method": needed}, deep=True), console=console, callbacks=callbacks
+    )
+    args = {**cfg.method_args.get(cfg.method, {}), field: str(first.run_dir.resolve())}
+    settings = method_cls.Settings(**args)
+    cfg = cfg.model_copy(
+        update={"method_args": {**cfg.method_args, cfg.method: settings.model_dump()}}, deep=True
+    )
+    return cfg, settings
+
+
 def default_workers() -> int:
     """Leave one core to the training process; at most 8 loader workers."""
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
 def run_experiment(
-    cfg: RunConfig | None, *, resume_dir: Path | None = None, console: Console | None = None
+    cfg: RunConfig | None,
+    *,
+    resume_dir: Path | None = None,
+    console: Console | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> RunOutcome:
     """Train and evaluate one method as `cfg` says, writing the run dir and result records.
 
@@ -89,6 +115,8 @@ def run_experiment(
         cfg: the resolved configuration.
         resume_dir: an existing run dir to continue from its last checkpoint (its own config is used).
         console: where progress goes.
+        callbacks: extra trainer callbacks (e.g. the sweep's per-epoch report to Ray Tune); they see the
+            epoch logs after the periodic evaluation and before they are written.
 
     Returns:
         the run id, its dir, the records written and how much was trained.
@@ -116,6 +144,8 @@ def run_experiment(
     task = TASKS.get(cfg.task)(TASKS.get(cfg.task).Settings(**cfg.data))
     method_cls = METHODS.get(cfg.method)
     method_settings = method_cls.Settings(**cfg.method_args.get(cfg.method, {}))
+    if method_cls.prerequisite and not getattr(method_settings, method_cls.prerequisite[1]):
+        cfg, method_settings = train_prerequisite(cfg, method_cls, console, callbacks)
 
     def build_model() -> TaskModel:
         backbone = create_backbone(cfg.model.backbone, cfg.model.pretrained, input_size=task.input_size)
@@ -178,6 +208,7 @@ def run_experiment(
         seed=cfg.seed,
         callbacks=[
             PeriodicEval(lambda: score(method.evaluated, task.clean_split, False)[0], cfg.train.eval_every),
+            *(callbacks or []),
             MetricsLogger(run_dir, cfg.train.log_every),
             Checkpoint(run_dir),
             ProgressBar(f"train {cfg.method}", console),

@@ -35,6 +35,9 @@ class Method(nn.Module):
 
     Settings: type[BaseModel] = NoSettings
     needs_twin: bool = False  # whether batches must carry the occluded twin
+    # (method, settings field): when that field is unset, the run first trains `method` with the same
+    # config and puts its run dir there (distillation trains its clean teacher this way).
+    prerequisite: tuple[str, str] | None = None
 
     def __init__(self, build_model: Callable[[], TaskModel], supervised_loss: SupervisedLoss, settings=None):
         super().__init__()

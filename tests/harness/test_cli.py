@@ -88,7 +88,15 @@ def test_method_all_trains_every_method_with_the_clean_run_as_teacher(tiny_pose_
     assert "pose_clean_" in teacher and {r["network"] for r in records} == {"student"}
 
 
-def test_distill_alone_without_teacher_is_a_one_line_error(tiny_pose_overrides):
+def test_distill_alone_trains_its_clean_teacher_first(tiny_pose_overrides, tmp_path):
+    import json
+
     sets = [x for o in tiny_pose_overrides for x in ("--set", o)]
     result = runner.invoke(app, ["run", "--task", "pose", "--method", "distill", *sets])
-    assert result.exit_code == 2 and "method_args.distill.teacher" in result.output
+    assert result.exit_code == 0, result.output
+    runs = tmp_path / "results" / "runs"
+    clean = [json.loads(p.read_text()) for p in runs.glob("pose_clean_*.json")]
+    distill = [json.loads(p.read_text()) for p in runs.glob("pose_distill_*.json")]
+    assert clean and distill
+    teacher = distill[0]["config"]["method_args"]["distill"]["teacher"]
+    assert teacher.endswith(clean[0]["run_id"])

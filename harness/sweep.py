@@ -1,0 +1,229 @@
+"""Sweeps on Ray Tune: a grid of ordinary runs scheduled across CPUs, GPUs or a Ray cluster.
+
+Ray Tune is the scheduler; this module only turns a sweep YAML into trials. Each trial is one
+`run_experiment` through the same trainer, writing the same result records, and reporting its epoch
+logs to Tune. Expensive shared inputs (embedded datasets, patch libraries, frozen occluded val splits)
+are built once by the driver before any trial starts.
+
+A sweep YAML:
+    base: ../pose/default.yaml        # the run config every trial starts from (relative to this file)
+    set: [train.max_steps=50]         # overrides shared by all trials
+    grid:                             # every combination becomes one trial
+      method: [clean, occ_aug, dslope]
+      seed: [0, 1, 2]
+    resources: {cpus_per_trial: 1, gpus_per_trial: 0}
+    max_failures: 1                   # retries of a crashed trial
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.callbacks import Callback
+from harness.config import load_config, read_yaml, validate
+from harness.errors import ConfigError
+from harness.results import ResultRecord, git_commit, package_versions, write_record
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+
+
+class SweepSpec(BaseModel):
+    """A sweep YAML, validated like run configs: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str
+    set: list[str] = []
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    resources: Resources = Resources()
+    max_failures: int = 1
+    max_concurrent: int | None = None
+    name: str | None = None
+    storage: str = "results/sweeps"  # Ray Tune's experiment folder (shared storage on a cluster)
+
+
+def load_sweep(path: Path) -> tuple[SweepSpec, Path]:
+    """Read a sweep YAML; returns the spec and the absolute base config path."""
+    path = Path(path)
+    spec = validate(read_yaml(path), SweepSpec)
+    base = (path.parent / spec.base).resolve()
+    if not base.is_file():
+        raise ConfigError(f"{path}: base config not found: {base}")
+    if spec.name is None:
+        spec.name = path.stem
+    return spec, base
+
+
+def expand(spec: SweepSpec) -> list[list[str]]:
+    """Every grid combination as a list of `key=value` overrides (shared `set` first), in a stable order."""
+    keys = list(spec.grid)
+    combos = itertools.product(*(spec.grid[k] for k in keys)) if keys else [()]
+    return [
+        [*spec.set, *(f"{k}={json.dumps(v)}" for k, v in zip(keys, combo, strict=True))] for combo in combos
+    ]
+
+
+def absolute_outputs(overrides: list[str], cwd: Path) -> list[str]:
+    """Trials run in Ray's own folders: pin the output paths of the driver's working directory."""
+    cfg = load_config(None, [o for o in overrides if o.startswith("output.")])
+    return [
+        *overrides,
+        f"output.results_dir={(cwd / cfg.output.results_dir).resolve()}",
+        f"output.work_dir={(cwd / cfg.output.work_dir).resolve()}",
+    ]
+
+
+def prepare_shared_inputs(base: Path, trials: list[list[str]]) -> None:
+    """Build each distinct dataset / patch library / frozen occluded val once, before trials race for it."""
+    from harness.registry import METHODS, TASKS
+    from harness.run import occlusion_plan
+
+    seen = set()
+    for overrides in trials:
+        cfg = load_config(base, overrides)
+        key = json.dumps([cfg.task, cfg.data, cfg.seed, cfg.occlusion.model_dump()], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        task = TASKS.get(cfg.task)(TASKS.get(cfg.task).Settings(**cfg.data))
+        task.datasets(seed=cfg.seed, occlusion=occlusion_plan(cfg, METHODS.get(cfg.method).needs_twin))
+
+
+class TuneReport(Callback):
+    """Sends every epoch's logs (losses, val_<metric>) to Ray Tune."""
+
+    def on_epoch_end(self, trainer, logs):
+        from ray import tune
+
+        tune.report({"epoch": trainer.state.epoch, "step": trainer.state.step, **logs})
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """The Tune trainable: one ordinary run, its final metrics reported as the last result."""
+    from ray import tune
+
+    from harness.run import run_experiment
+
+    cfg = load_config(Path(config["base"]), config["overrides"])
+    outcome = run_experiment(cfg, callbacks=[TuneReport()])
+    final = {"run_id": outcome.run_id, "done": True}
+    for record in outcome.records:
+        final.update({f"{record.network}/{record.split}/{k}": v for k, v in record.metrics.items()})
+    tune.report(final)
+
+
+def failed_record(base: Path, overrides: list[str], reason: str, sweep: str) -> ResultRecord:
+    """A `failed` record for a trial Tune gave up on, so the failure is visible next to the results."""
+    cfg = load_config(base, overrides)
+    stamp = datetime.now(timezone.utc)
+    run_id = f"{sweep}_failed_{cfg.task}_{cfg.method}_s{cfg.seed}_{stamp:%Y%m%d-%H%M%S}_{os.urandom(2).hex()}"
+    return ResultRecord(
+        run_id=run_id, task=cfg.task, method=cfg.method, backbone=cfg.model.backbone, dataset="", split=None,
+        network=None, status="failed", seed=cfg.seed, config=cfg.to_dict(), config_hash=cfg.hash(),
+        versions=package_versions(), commit=git_commit(), ended_at=stamp.isoformat(timespec="seconds"),
+        reason=reason.strip().splitlines()[-1][:500] if reason.strip() else "trial failed",
+    )  # fmt: skip
+
+
+def run_sweep(
+    path: Path,
+    *,
+    address: str | None = None,
+    gpus_per_trial: float | None = None,
+    cpus_per_trial: float | None = None,
+    max_concurrent: int | None = None,
+    resume: bool = False,
+    dry_run: bool = False,
+    storage: str | None = None,
+) -> pd.DataFrame:
+    """Expand a sweep YAML and run its trials on Ray Tune (or only list them with `dry_run`).
+
+    Args:
+        path: the sweep YAML.
+        address: Ray cluster address (`auto`, `ray://host:port`); None starts a local Ray instance.
+        gpus_per_trial / cpus_per_trial / max_concurrent: override the YAML's resources.
+        resume: continue an interrupted sweep from its Tune state, without re-running finished trials.
+        dry_run: return the expanded trial list without running anything.
+        storage: override the YAML's storage folder (a shared path on a cluster).
+
+    Returns:
+        one row per trial: its overrides, status, run id and final metrics.
+
+    Example:
+        >>> run_sweep(Path("configs/sweeps/quick_pose.yaml"), dry_run=True)  # doctest: +SKIP
+    """
+    spec, base = load_sweep(path)
+    trials = [absolute_outputs(o, Path.cwd()) for o in expand(spec)]
+    for overrides in trials:
+        load_config(base, overrides)  # every trial's config is valid before anything runs
+    rows = [
+        {"trial": i, "overrides": " ".join(o[len(spec.set) :][:-2]) or "(base)"} for i, o in enumerate(trials)
+    ]
+    if dry_run:
+        return pd.DataFrame(rows)
+
+    import ray
+    from ray import tune
+
+    cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources.cpus_per_trial
+    gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources.gpus_per_trial
+    storage_path = (
+        str(Path(storage or spec.storage).resolve()) if "://" not in (storage or spec.storage) else storage
+    )
+    prepare_shared_inputs(base, trials)
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    trainable = tune.with_resources(run_trial, {"cpu": cpus, "gpu": gpus})
+    experiment = os.path.join(storage_path, spec.name)
+    if resume:
+        if not tune.Tuner.can_restore(experiment):
+            raise ConfigError(f"--resume: no sweep state to resume at {experiment}")
+        tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
+    else:
+        param_space = {"base": str(base), "overrides": tune.grid_search(trials)}
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or spec.max_concurrent),
+            run_config=tune.RunConfig(
+                name=spec.name, storage_path=storage_path, verbose=0,
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            ),
+        )  # fmt: skip
+    grid = tuner.fit()
+    return summarise(grid, trials, base, spec)
+
+
+def summarise(grid, trials: list[list[str]], base: Path, spec: SweepSpec) -> pd.DataFrame:
+    """One row per trial; trials that still failed after their retries get a `failed` record."""
+    results_dir = Path(load_config(base, trials[0]).output.results_dir)
+    rows = []
+    for result in grid:
+        overrides = result.config["overrides"]
+        row = {
+            "trial": trials.index(overrides),
+            "overrides": " ".join(overrides[len(spec.set) : -2]) or "(base)",
+        }
+        if result.error is not None:
+            record = failed_record(base, overrides, str(result.error), spec.name)
+            write_record(record, results_dir)
+            row.update(status="failed", run_id=record.run_id, reason=record.reason)
+        else:
+            metrics = result.metrics or {}
+            row.update(status="ok", run_id=metrics.get("run_id"))
+            row.update({k: v for k, v in metrics.items() if k.count("/") == 2 and k.endswith("/AP")})
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)
