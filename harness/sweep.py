@@ -125,11 +125,14 @@ def run_trial(config: dict[str, Any]) -> None:
     tune.report(final)
 
 
-def failed_record(base: Path, overrides: list[str], reason: str, sweep: str) -> ResultRecord:
-    """A `failed` record for a trial Tune gave up on, so the failure is visible next to the results."""
+def failed_record(base: Path, overrides: list[str], reason: str, sweep: str, trial: int) -> ResultRecord:
+    """A `failed` record for a trial Tune gave up on, so the failure is visible next to the results.
+
+    Its run id is fixed per sweep and trial, so resuming a sweep replaces the record instead of adding one.
+    """
     cfg = load_config(base, overrides)
     stamp = datetime.now(timezone.utc)
-    run_id = f"{sweep}_failed_{cfg.task}_{cfg.method}_s{cfg.seed}_{stamp:%Y%m%d-%H%M%S}_{os.urandom(2).hex()}"
+    run_id = f"{sweep}_trial{trial:03d}_{cfg.task}_{cfg.method}_s{cfg.seed}_failed"
     return ResultRecord(
         run_id=run_id, task=cfg.task, method=cfg.method, backbone=cfg.model.backbone, dataset="", split=None,
         network=None, status="failed", seed=cfg.seed, config=cfg.to_dict(), config_hash=cfg.hash(),
@@ -213,12 +216,10 @@ def summarise(grid, trials: list[list[str]], base: Path, spec: SweepSpec) -> pd.
     rows = []
     for result in grid:
         overrides = result.config["overrides"]
-        row = {
-            "trial": trials.index(overrides),
-            "overrides": " ".join(overrides[len(spec.set) : -2]) or "(base)",
-        }
+        index = trials.index(overrides)
+        row = {"trial": index, "overrides": " ".join(overrides[len(spec.set) : -2]) or "(base)"}
         if result.error is not None:
-            record = failed_record(base, overrides, str(result.error), spec.name)
+            record = failed_record(base, overrides, str(result.error), spec.name, index)
             write_record(record, results_dir)
             row.update(status="failed", run_id=record.run_id, reason=record.reason)
         else:

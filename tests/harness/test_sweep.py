@@ -109,6 +109,12 @@ def test_four_trial_sweep_with_retry_and_failure(
     failed = [r for r in records if r["status"] == "failed"]
     assert {r["method"] for r in ok} == {"clean", "dslope", "flaky"}
     assert len(failed) == 1 and failed[0]["method"] == "broken" and "broken on purpose" in failed[0]["reason"]
+    # --resume re-runs nothing that finished: the same records, the failed one replaced in place.
+    before = sorted(p.name for p in (tmp_path / "results" / "runs").glob("*.json"))
+    again = run_sweep(path, resume=True)
+    assert list(again["status"]) == ["ok", "ok", "ok", "failed"]
+    assert sorted(p.name for p in (tmp_path / "results" / "runs").glob("*.json")) == before
+
     from datetime import datetime
 
     runs = {r["run_id"]: r for r in ok}
