@@ -98,7 +98,7 @@ def main() -> None:
                 **{m: {"median_s": t, "spread_s": s} for m, (t, s, _) in timings.items()},
             }
         )
-    Console().print(table)
+    Console(width=160).print(table)
     atomic_write_json(
         args.out,
         {
