@@ -31,5 +31,7 @@ lint: setup
 clean:
 	rm -rf work_dirs .pytest_cache
 
+# Performance targets P1-P5 (about 8 minutes on 2 cores), then step time per backbone x method.
 bench: setup
+	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/step_time.py

@@ -1,0 +1,322 @@
+"""`make bench`: the harness measured against the bare model and against its targets, in one run.
+
+P1  D-Slope step time / clean step time (hrnet_w32, batch 8, 128x96 and 256x192)        target <= 2.05
+P2  harness clean step / bare timm forward+backward+Adam step, same tensors (128x96)    target <= 1.10
+P3  occluded twin + crop + heatmaps from JPEG files, pairs/s on one core (256x192)       target >= 150
+P4  wall time of the embedded default job (`harness run --task pose --backbone hrnet_w32`) target <= 300 s
+    and its peak memory (max RSS)                                                         target <= 4 GiB
+P5  evaluation throughput: decode + flip merge + back-projection + OKS AP, predictions/s  (reported)
+
+Every row: median and spread (max - min) of several repetitions after a warm-up. Ratios hold across
+machines; absolute numbers are this machine's. Writes results/bench/bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from harness.backbones import create_backbone
+from harness.io import atomic_write_json
+from harness.model import TaskModel
+from harness.registry import METHODS, TASKS
+from harness.trainer import Trainer
+
+
+def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, float]:
+    """Median and spread of `fn`'s wall time after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), max(times) - min(times)
+
+
+def pose_task(size: tuple[int, int]):
+    cls = TASKS.get("pose")
+    return cls(cls.Settings(input_size=size))
+
+
+def batch_for(size: tuple[int, int], n: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    h, w = size
+    return {
+        "image": torch.randn(n, 3, h, w, generator=g),
+        "twin": torch.randn(n, 3, h, w, generator=g),
+        "target": torch.rand(n, 17, h // 4, w // 4, generator=g),
+        "target_weight": torch.ones(n, 17),
+    }
+
+
+def harness_step(method_name: str, size, n: int, backbone: str = "hrnet_w32") -> Callable[[], object]:
+    """One optimizer step through the harness's own Trainer._step (data already in memory)."""
+    task = pose_task(size)
+
+    def build():
+        b = create_backbone(backbone, input_size=size)
+        return TaskModel(b, task.head(b.out_channels, b.out_stride))
+
+    torch.manual_seed(0)
+    method = METHODS.get(method_name)(build, task.loss)
+    optimizers = {k: torch.optim.Adam(p, lr=1e-3) for k, p in method.optimizer_groups().items()}
+    trainer = Trainer(method, optimizers, {}, device=torch.device("cpu"), epochs=1)
+    batch = batch_for(size, n)
+    return lambda: trainer._step(batch)
+
+
+def bare_step(size, n: int, backbone: str = "hrnet_w32") -> Callable[[], object]:
+    """The same network written by hand with timm: forward, weighted MSE, backward, Adam."""
+    import timm
+
+    from tasks.pose.head import HeatmapHead
+
+    torch.manual_seed(0)
+    body = timm.create_model(backbone, features_only=True, feature_location="", out_indices=(1,))
+    head = HeatmapHead(body.feature_info.channels()[0], 4, 17)
+    params = [*body.parameters(), *head.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    batch = batch_for(size, n)
+
+    def step():
+        out = head(body(batch["image"])[0])
+        w = batch["target_weight"][:, :, None, None]
+        loss = 0.5 * torch.mean((out * w - batch["target"] * w) ** 2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def twin_pipeline(cache: Path, count: int) -> tuple[Callable[[], object], dict[str, float]]:
+    """CocoKeypoints with twins + augmentation at 256x192 on synthetic JPEGs; plus a per-stage breakdown."""
+    import cv2
+
+    from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
+    from tasks.pose import codec
+    from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource, read_image
+    from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_OCCLUSION_ANCHORS
+    from tasks.pose.synthetic import ensure_synthetic_coco
+
+    ann, images = ensure_synthetic_coco(cache, split="bench", num_images=200, seed=0)
+    library = PatchLibrary.from_coco(ann, images, parts=COCO_BODY_PARTS, max_patches=300)
+    settings = OcclusionSettings(clean_fraction=0.0)
+    twins = TwinSource(library, settings, COCO_OCCLUSION_ANCHORS)
+    dataset = CocoKeypoints(ann, images, input_size=(256, 192), augmentation=Augmentation(), twins=twins)
+    n = min(count, len(dataset))
+
+    def run():
+        for i in range(n):
+            dataset[i]
+
+    records = dataset.records[:n]
+    rng = np.random.default_rng(0)
+    stages = {}
+    start = time.perf_counter()
+    decoded = [read_image(r.image_path) for r in records]
+    stages["decode"] = (time.perf_counter() - start) / n
+    start = time.perf_counter()
+    for img, r in zip(decoded, records, strict=True):
+        occluded_twin(
+            img, r.keypoints, r.box, library, rng, anchors=COCO_OCCLUSION_ANCHORS, settings=settings
+        )
+    stages["paste"] = (time.perf_counter() - start) / n
+    start = time.perf_counter()
+    for img, r in zip(decoded, records, strict=True):
+        center, size = codec.box_to_center_scale(r.box, 0.75)
+        m = codec.crop_affine(center, size, 10.0, (256, 192))
+        for _ in range(2):  # clean and twin
+            cv2.warpAffine(img, m, (192, 256), flags=cv2.INTER_LINEAR)
+    stages["affine (x2)"] = (time.perf_counter() - start) / n
+    start = time.perf_counter()
+    for r in records:
+        codec.encode_heatmaps(r.keypoints[:, :2] / 4, r.keypoints[:, 2] > 0, (64, 48), 2.0)
+    stages["heatmaps"] = (time.perf_counter() - start) / n
+    return run, {"n": n, **{k: round(v * 1000, 3) for k, v in stages.items()}}
+
+
+def eval_pipeline(cache: Path) -> tuple[Callable[[], object], int]:
+    """predict (flip merge, decode, back-projection) + OKS AP with a stand-in network of fixed heatmaps."""
+    from torch.utils.data import DataLoader
+
+    from tasks.pose.dataset import CocoKeypoints
+    from tasks.pose.synthetic import ensure_synthetic_coco
+
+    ann, images = ensure_synthetic_coco(cache, split="bench", num_images=200, seed=0)
+    task = pose_task((256, 192))
+    dataset = CocoKeypoints(ann, images, input_size=(256, 192))
+    batches = list(DataLoader(dataset, batch_size=64))
+    heatmaps = {id(b["image"]): b["target"] for b in batches}
+
+    def model(images):  # the network is not what P5 measures
+        return heatmaps.get(id(images), next(iter(heatmaps.values()))[: len(images)])
+
+    def run():
+        predictions = []
+        for b in batches:
+            predictions += task.predict(model, b)
+        task.evaluate(predictions, dataset)
+
+    return run, len(dataset)
+
+
+def default_job() -> tuple[float, float]:
+    """Wall seconds and peak RSS (GiB) of the embedded default job, in a fresh cache and output dir."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "HARNESS_CACHE": str(Path(tmp) / "cache")}
+        command = [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--task",
+            "pose",
+            "--backbone",
+            "hrnet_w32",
+            "--set",
+            f"output.results_dir={tmp}/results",
+            "--set",
+            f"output.work_dir={tmp}/work",
+        ]
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        wall = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, peak_kib / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Performance targets of the harness (see module doc).")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-job", action="store_true", help="skip P4 (the 4-minute default job)")
+    parser.add_argument("--out", type=Path, default=Path("results/bench/bench.json"))
+    args = parser.parse_args()
+    rows = []
+
+    def row(name, what, value, spread, target, passed, unit=""):
+        rows.append(
+            {
+                "id": name,
+                "what": what,
+                "value": round(value, 4),
+                "spread": round(spread, 4),
+                "unit": unit,
+                "target": target,
+                "pass": passed,
+            }
+        )
+
+    for size in ((128, 96), (256, 192)):
+        clean = measure(harness_step("clean", size, 8), args.repeats)
+        dslope = measure(harness_step("dslope", size, 8), args.repeats)
+        ratio = dslope[0] / clean[0]
+        spread = (dslope[0] + dslope[1]) / max(clean[0] - clean[1], 1e-9) - ratio
+        row(
+            "P1",
+            f"dslope/clean step, hrnet_w32 b8 {size[0]}x{size[1]} ({dslope[0]:.2f}/{clean[0]:.2f} s)",
+            ratio,
+            spread,
+            "<= 2.05",
+            ratio <= 2.05,
+            "x",
+        )
+    harness = measure(harness_step("clean", (128, 96), 8), args.repeats)
+    bare = measure(bare_step((128, 96), 8), args.repeats)
+    row(
+        "P2",
+        f"harness clean / bare timm step, hrnet_w32 b8 128x96 ({harness[0]:.3f}/{bare[0]:.3f} s)",
+        harness[0] / bare[0],
+        (harness[1] + bare[1]) / bare[0],
+        "<= 1.10",
+        harness[0] / bare[0] <= 1.10,
+        "x",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.set_num_threads(1)
+        cv_threads = __import__("cv2").getNumThreads()
+        __import__("cv2").setNumThreads(1)
+        pipeline, breakdown = twin_pipeline(Path(tmp), 150)
+        seconds, spread = measure(pipeline, args.repeats)
+        rate = breakdown["n"] / seconds
+        row(
+            "P3",
+            f"twin+crop+heatmaps 256x192 from JPEG, 1 core (ms/pair: {breakdown})",
+            rate,
+            rate * spread / seconds,
+            ">= 150",
+            rate >= 150,
+            "pairs/s",
+        )
+        evaluate, count = eval_pipeline(Path(tmp))
+        seconds, spread = measure(evaluate, args.repeats)
+        row(
+            "P5",
+            f"predict (flip) + decode + OKS AP, {count} persons, 1 core",
+            count / seconds,
+            count * spread / seconds**2,
+            "reported",
+            True,
+            "predictions/s",
+        )
+        torch.set_num_threads(os.cpu_count() or 1)
+        __import__("cv2").setNumThreads(cv_threads)
+    if not args.skip_job:
+        wall, peak = default_job()
+        row(
+            "P4",
+            "embedded default pose job (make run without install), wall",
+            wall,
+            0.0,
+            "<= 300 s",
+            wall <= 300,
+            "s",
+        )
+        row("P4", "embedded default pose job, peak memory (max RSS)", peak, 0.0, "<= 4 GiB", peak <= 4, "GiB")
+    for task in ("face_alignment", "face_recognition"):
+        if task not in TASKS:
+            rows.append(
+                {
+                    "id": "P4",
+                    "what": f"{task} default job",
+                    "value": None,
+                    "spread": None,
+                    "unit": "s",
+                    "target": "<= 300 s",
+                    "pass": None,
+                    "note": "task not registered yet",
+                }
+            )
+    table = Table(
+        title=f"make bench ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__})"
+    )
+    for column in ("id", "what", "median", "spread", "target", "pass"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        value = "–" if r["value"] is None else f"{r['value']:.3f} {r['unit']}"
+        spread = "–" if r["spread"] is None else f"±{r['spread']:.3f}"
+        verdict = {True: "pass", False: "FAIL", None: r.get("note", "–")}[r["pass"]]
+        table.add_row(r["id"], r["what"], value, spread, r["target"], verdict)
+    Console(width=160).print(table)
+    atomic_write_json(args.out, {"repeats": args.repeats, "cores": os.cpu_count(), "rows": rows})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
