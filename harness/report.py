@@ -836,8 +836,8 @@ def _draw_grid(rows, skeleton, baseline, dslope, stem: Path) -> list[Path]:
 
     titles = [
         "ground truth",
-        f"{_BASELINE_METHOD} ({baseline['run_id']})",
-        f"{_DSLOPE_METHOD} {dslope.get('network')} ({dslope['run_id']})",
+        f"{_BASELINE_METHOD}\n{baseline['run_id']}",
+        f"{_DSLOPE_METHOD} {dslope.get('network')}\n{dslope['run_id']}",
     ]
     colours = ["tab:green", "tab:orange", "tab:blue"]
     fig = _new_figure(6.0, 2.2 * len(rows))
@@ -854,7 +854,7 @@ def _draw_grid(rows, skeleton, baseline, dslope, stem: Path) -> list[Path]:
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(titles[j], fontsize=6)
+                ax.set_title(titles[j], fontsize=4)
     return _save(fig, stem)
 
 
