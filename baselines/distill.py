@@ -15,6 +15,7 @@ from torch import nn
 
 from harness.callbacks import CHECKPOINT_NAME
 from harness.errors import CheckpointError, ConfigError
+from harness.io import safe_torch_load
 from harness.methods.base import Batch, Method
 from harness.methods.dslope import mimic_loss
 from harness.registry import METHODS
@@ -36,7 +37,8 @@ def load_teacher_weights(model: nn.Module, source: Path) -> None:
     path = source / CHECKPOINT_NAME if source.is_dir() else source
     if not path.is_file():
         raise CheckpointError(f"method_args.distill.teacher: no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True).get("method", {})
+    state = safe_torch_load(path, "method_args.distill.teacher")
+    state = state.get("method", {}) if isinstance(state, dict) else {}
     for name in TEACHER_NETWORKS:
         prefix = f"{name}."
         weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}

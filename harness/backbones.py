@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from harness.errors import CheckpointError, ConfigError
+from harness.io import safe_torch_load
 from harness.registry import BACKBONES
 
 
@@ -91,8 +92,10 @@ def load_backbone_weights(body: nn.Module, path: Path) -> None:
     """Load local backbone weights (e.g. ImageNet) safely; never downloads."""
     if not path.is_file():
         raise CheckpointError(f"model.pretrained: file not found: {path} (weights are never downloaded)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = safe_torch_load(path, "model.pretrained")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise CheckpointError(f"model.pretrained: {path} holds a {type(state).__name__}, not a state dict")
     own = body.state_dict()
     mismatched = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if mismatched:

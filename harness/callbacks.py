@@ -18,6 +18,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from harness.io import atomic_write_text
+
 if TYPE_CHECKING:
     from harness.trainer import Trainer
 
@@ -35,9 +37,13 @@ class Callback:
 
     def on_fit_end(self, trainer: Trainer) -> None: ...
 
+    def on_interrupt(self, trainer: Trainer) -> None:
+        """SIGINT/SIGTERM stopped the fit after a finished step (then `RunInterrupted` is raised)."""
+
 
 class Checkpoint(Callback):
-    """Saves the full training state (atomically) at the end of every epoch and of the fit."""
+    """Saves the full training state (atomically) at the end of every epoch, of the fit, and when a signal
+    stops the fit mid-epoch (the state then includes the position in the epoch)."""
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / CHECKPOINT_NAME
@@ -46,6 +52,9 @@ class Checkpoint(Callback):
         trainer.save_checkpoint(self.path)
 
     def on_fit_end(self, trainer):
+        trainer.save_checkpoint(self.path)
+
+    def on_interrupt(self, trainer):
         trainer.save_checkpoint(self.path)
 
 
@@ -66,7 +75,11 @@ class PeriodicEval(Callback):
 
 
 class MetricsLogger(Callback):
-    """Appends JSON lines to metrics.jsonl and writes TensorBoard scalars into the run dir."""
+    """Appends JSON lines to metrics.jsonl and writes TensorBoard scalars into the run dir.
+
+    On a resume, lines logged after the checkpoint (by a run killed later on) are dropped first, so the
+    file reads as if the run had never stopped.
+    """
 
     def __init__(self, run_dir: Path, every: int = 10):
         from torch.utils.tensorboard import SummaryWriter
@@ -83,6 +96,21 @@ class MetricsLogger(Callback):
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self.writer.add_scalar(f"{kind}/{name}", value, trainer.state.step)
 
+    def on_fit_start(self, trainer):
+        if not self.path.is_file():
+            return
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        kept = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:  # a line cut short by a kill
+                continue
+            if entry.get("step", 0) <= trainer.state.step:
+                kept.append(line)
+        if kept != lines:
+            atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
+
     def on_step_end(self, trainer, logs):
         if trainer.state.step % self.every == 0:
             self._write("step", trainer, logs)
@@ -92,6 +120,9 @@ class MetricsLogger(Callback):
         self.writer.flush()
 
     def on_fit_end(self, trainer):
+        self.writer.close()
+
+    def on_interrupt(self, trainer):
         self.writer.close()
 
 
@@ -132,4 +163,7 @@ class ProgressBar(Callback):
         self.progress.update(self.job, completed=trainer.state.step, info=info)
 
     def on_fit_end(self, trainer):
+        self.progress.stop()
+
+    def on_interrupt(self, trainer):
         self.progress.stop()

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -133,9 +134,12 @@ def run(
                     teacher = outcomes[-1].run_dir
     except HarnessError as err:
         _fail(err, debug)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as err:
+        # Exit code 128 + signal number: 130 for SIGINT (Ctrl-C), 143 for SIGTERM (a cluster's scheduler).
+        signum = getattr(err, "signum", None) or signal.SIGINT
+        message = f"[yellow]interrupted:[/] {err}" if str(err) else "[yellow]interrupted[/]"
+        console.print(message, highlight=False, soft_wrap=True)
+        raise typer.Exit(128 + int(signum)) from None
 
     out = Console(width=max(shutil.get_terminal_size().columns, 120))
     out.print(_comparison_table(outcomes, task_cls))

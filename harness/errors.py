@@ -25,3 +25,14 @@ class TrainingError(HarnessError):
 
 class CheckpointError(HarnessError):
     """A checkpoint is missing, corrupt or does not fit the model."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM stopped training gracefully: the state after the last step was checkpointed.
+
+    A KeyboardInterrupt, so code that treats Ctrl-C as "stop now" keeps doing so.
+    """
+
+    def __init__(self, message: str, signum: int | None = None):
+        super().__init__(message)
+        self.signum = signum

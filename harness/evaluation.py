@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from harness.callbacks import make_progress
 from harness.task import Task
-from harness.trainer import to_device
+from harness.trainer import ignore_interrupts, to_device
 
 
 @torch.no_grad()
@@ -41,6 +41,7 @@ def evaluate_split(
         shuffle=False,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
+        worker_init_fn=ignore_interrupts,
     )
     predictions = []
     progress = make_progress(console, disable=not show_progress)

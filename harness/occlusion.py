@@ -35,6 +35,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from harness.errors import ConfigError, DataError
+from harness.io import read_image as read_image_file
 
 _FORMAT_VERSION = 1
 
@@ -178,11 +179,7 @@ class PatchLibrary:
 
         @functools.lru_cache(maxsize=8)
         def read_image(image_id: int) -> np.ndarray:
-            path = Path(image_dir) / images[image_id]["file_name"]
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise DataError(f"{path}: image missing or unreadable (named by {ann_file})")
-            return image
+            return read_image_file(Path(image_dir) / images[image_id]["file_name"])
 
         @functools.lru_cache(maxsize=16)
         def person_mask(ann_index: int) -> np.ndarray:

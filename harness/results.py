@@ -41,7 +41,7 @@ class ResultRecord:
     dataset: str
     split: str | None
     network: str | None
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed" or "interrupted" (resumable: `harness run --resume`)
     metrics: dict[str, float] = field(default_factory=dict)
     higher_is_better: dict[str, bool] = field(default_factory=dict)
     seed: int = 0
@@ -97,6 +97,16 @@ def write_record(record: ResultRecord, results_dir: Path) -> Path:
     path = Path(results_dir) / "runs" / record.filename
     atomic_write_json(path, asdict(record))
     return path
+
+
+def drop_interrupted_record(results_dir: Path, run_id: str) -> None:
+    """Remove a run's `interrupted` record once the resumed run has written its own records."""
+    path = Path(results_dir) / "runs" / f"{run_id}__run__none.json"
+    try:
+        if json.loads(path.read_text()).get("status") == "interrupted":
+            path.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 def load_results(results_dir: Path = Path("results")) -> pd.DataFrame:

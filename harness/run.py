@@ -25,14 +25,21 @@ from harness.callbacks import (
     ProgressBar,
 )
 from harness.config import RunConfig, load_config, save_config
-from harness.errors import ConfigError, TrainingError
+from harness.errors import ConfigError, RunInterrupted, TrainingError
 from harness.evaluation import evaluate_split
+from harness.io import ensure_writable
 from harness.model import TaskModel
 from harness.occlusion import OcclusionSettings
 from harness.registry import METHODS, TASKS
-from harness.results import ResultRecord, git_commit, package_versions, write_record
+from harness.results import (
+    ResultRecord,
+    drop_interrupted_record,
+    git_commit,
+    package_versions,
+    write_record,
+)
 from harness.task import OcclusionPlan
-from harness.trainer import Trainer, build_optimizer, seed_everything
+from harness.trainer import EpochSampler, Trainer, build_optimizer, ignore_interrupts, seed_everything
 
 
 @dataclass
@@ -53,6 +60,19 @@ def new_run_id(cfg: RunConfig) -> str:
     backbone = cfg.model.backbone.replace(":", "-").replace("/", "-")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return f"{cfg.task}_{cfg.method}_{backbone}_s{cfg.seed}_{stamp}_{secrets.token_hex(2)}"
+
+
+def claim_run_dir(cfg: RunConfig) -> Path:
+    """Create a new, empty run dir; runs started in the same second never share one (mkdir is exclusive)."""
+    work_dir = Path(cfg.output.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_dir = work_dir / new_run_id(cfg)
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
 
 
 def occlusion_plan(cfg: RunConfig, needs_twin: bool) -> OcclusionPlan:
@@ -124,6 +144,8 @@ def run_experiment(
     Raises:
         HarnessError: bad data or config (no record is written); TrainingError when training itself
             fails, e.g. a non-finite loss (a `failed` record is written first).
+        KeyboardInterrupt: SIGINT/SIGTERM (`RunInterrupted` when training stopped at a step boundary
+            with a checkpoint); an `interrupted` record is written first once training has started.
     """
     console = console or Console(stderr=True)
     if resume_dir is not None:
@@ -131,9 +153,10 @@ def run_experiment(
         if not (resume_dir / "config.yaml").is_file():
             raise ConfigError(f"--resume: {resume_dir} is not a run dir (no config.yaml)")
         cfg = load_config(resume_dir / "config.yaml")
-    run_dir = resume_dir or Path(cfg.output.work_dir) / new_run_id(cfg)
-    run_id = run_dir.name
     results_dir = Path(cfg.output.results_dir)
+    # Fail before any work when outputs cannot be written.
+    ensure_writable(results_dir / "runs", "output.results_dir")
+    ensure_writable(resume_dir or Path(cfg.output.work_dir), "--resume" if resume_dir else "output.work_dir")
     started_at = _now()
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -157,15 +180,17 @@ def run_experiment(
     train_set, eval_splits = task.datasets(
         seed=cfg.seed, occlusion=occlusion_plan(cfg, method_cls.needs_twin)
     )
+    for warning in task.data_warnings():
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     workers = cfg.train.num_workers if cfg.train.num_workers is not None else default_workers()
     loader = DataLoader(
         train_set,
         batch_size=cfg.train.batch_size,
-        shuffle=True,
+        sampler=EpochSampler(len(train_set), seed=cfg.seed),  # data order survives a mid-epoch resume
         drop_last=len(train_set) > cfg.train.batch_size,
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        generator=torch.Generator(),
+        worker_init_fn=ignore_interrupts,
         persistent_workers=False,
     )
 
@@ -194,7 +219,8 @@ def run_experiment(
             show_progress=show_progress,
         )
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = resume_dir or claim_run_dir(cfg)
+    run_id = run_dir.name
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "config_hash").write_text(cfg.hash() + "\n")
     trainer = Trainer(
@@ -206,6 +232,7 @@ def run_experiment(
         max_steps=cfg.train.max_steps,
         amp=cfg.train.amp,
         seed=cfg.seed,
+        tags={"task": cfg.task, "method": cfg.method, "backbone": cfg.model.backbone},
         callbacks=[
             PeriodicEval(lambda: score(method.evaluated, task.clean_split, False)[0], cfg.train.eval_every),
             *(callbacks or []),
@@ -251,17 +278,26 @@ def run_experiment(
             reason=reason,
         )
 
-    # Loop. From here on a failure is the run's outcome, recorded as such.
+    # Loop, then evaluate: the evaluated network on every split, the others on the clean split. From here
+    # on a failure or an interruption is the run's outcome, recorded as such.
     try:
         trainer.fit(loader)
+        jobs = [(method.evaluated, split) for split in eval_splits]
+        jobs += [(name, task.clean_split) for name in method.also_evaluated]
+        scores = {(network, split): score(network, split) for network, split in jobs}
     except TrainingError as err:
         write_record(record(None, None, "failed", reason=str(err)), results_dir)
         raise
-
-    # Evaluate: the evaluated network on every split, the others on the clean split.
-    jobs = [(method.evaluated, split) for split in eval_splits]
-    jobs += [(name, task.clean_split) for name in method.also_evaluated]
-    scores = {(network, split): score(network, split) for network, split in jobs}
+    except KeyboardInterrupt as err:
+        state = trainer.state
+        where = (
+            str(err) or f"interrupted after step {state.step} ({state.epoch} of {trainer.epochs} epochs done)"
+        )
+        write_record(record(None, None, "interrupted", reason=where), results_dir)
+        raise RunInterrupted(
+            f"{where}; checkpoint in {run_dir}, continue with `harness run --resume {run_dir}`",
+            getattr(err, "signum", None),
+        ) from None
 
     # Record: one file per (network, split), written only once everything has been scored.
     curves = read_epoch_logs(run_dir / "metrics.jsonl")
@@ -273,6 +309,7 @@ def run_experiment(
         records.append(rec)
     for rec in records:
         write_record(rec, results_dir)
+    drop_interrupted_record(results_dir, run_id)
     return RunOutcome(
         run_id, run_dir, records, trainer.state.step, trainer.state.images, trainer.state.train_seconds
     )

@@ -106,6 +106,10 @@ class Task(ABC):
         """Digests and sources of the data used, for result records."""
         return {}
 
+    def data_warnings(self) -> list[str]:
+        """One line per thing `datasets` skipped or repaired (e.g. boxes of zero size), shown once per run."""
+        return []
+
     @classmethod
     def metric(cls, name: str) -> Metric:
         return next(m for m in cls.metrics if m.name == name)

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import math
 import random
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from harness.callbacks import Callback
-from harness.errors import CheckpointError, TrainingError
-from harness.io import atomic_torch_save
+from harness.errors import CheckpointError, RunInterrupted, TrainingError
+from harness.io import atomic_torch_save, safe_torch_load
 from harness.methods.base import Method
 
 
@@ -30,6 +34,42 @@ class TrainerState:
     step: int = 0  # optimizer steps done (each optimizer steps once per batch)
     images: int = 0  # training samples seen
     train_seconds: float = 0.0
+    # Mid-epoch position, so an interrupted epoch resumes at the next batch (0 at epoch boundaries).
+    epoch_step: int = 0  # batches of the current epoch already trained
+    epoch_sums: dict[str, float] = field(default_factory=dict)  # running sums of the epoch's step logs
+
+
+class EpochSampler(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch), and can start part-way into an epoch.
+
+    The trainer sets the epoch before each pass; on a mid-epoch resume it also sets how many samples of
+    that epoch's order were already trained, so data order survives an interruption exactly (a
+    DataLoader's own shuffle draws from its generator in a version-dependent order).
+    """
+
+    def __init__(self, size: int, seed: int = 0):
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def order(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order()[self.start :])
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def ignore_interrupts(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: workers leave Ctrl-C to the main process, which stops gracefully."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def seed_everything(seed: int) -> None:
@@ -70,6 +110,12 @@ class Trainer:
         amp: float16 autocast with a grad scaler on CUDA; ignored on the CPU.
         seed: seeds the per-epoch shuffle, so data order survives a resume.
         callbacks: checkpointing, logging, progress.
+        tags: what the checkpoint belongs to (e.g. task, method, backbone); a checkpoint whose tags differ
+            is refused on load with a message naming both.
+
+    SIGINT or SIGTERM during `fit` (main thread only) stops after the current step: callbacks get
+    `on_interrupt` (the checkpoint callback saves the mid-epoch state) and `RunInterrupted` is raised. A
+    second signal stops at once.
     """
 
     def __init__(
@@ -84,6 +130,7 @@ class Trainer:
         amp: bool = False,
         seed: int = 0,
         callbacks: list[Callback] | None = None,
+        tags: dict[str, str] | None = None,
     ):
         self.method = method.to(device)
         self.optimizers = optimizers
@@ -95,8 +142,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
         self.seed = seed
         self.callbacks = callbacks or []
+        self.tags = dict(tags or {})
         self.state = TrainerState()
         self.total_steps = 0
+        self.stop_signal: int | None = None  # set by SIGINT/SIGTERM (or `request_stop`) during fit
 
     def _call(self, hook: str, *args) -> None:
         for callback in self.callbacks:
@@ -105,38 +154,89 @@ class Trainer:
     def reached_max_steps(self) -> bool:
         return self.max_steps is not None and self.state.step >= self.max_steps
 
+    def request_stop(self, signum: int = signal.SIGINT) -> None:
+        """Stop after the current step with a checkpoint (what SIGINT/SIGTERM do during `fit`)."""
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt  # a second request: stop now
+        self.stop_signal = signum
+
+    @contextmanager
+    def _stop_on_signals(self):
+        if threading.current_thread() is not threading.main_thread():  # e.g. a Ray Tune trial thread
+            yield
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.getsignal(s) for s in signals}
+        for s in signals:
+            signal.signal(s, lambda signum, frame: self.request_stop(signum))
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _set_epoch(self, loader: DataLoader, start: int = 0) -> None:
+        """Point dataset augmentation and sampler order at the current epoch (from `start` samples in)."""
+        if hasattr(loader.dataset, "set_epoch"):
+            loader.dataset.set_epoch(self.state.epoch)
+        if isinstance(loader.sampler, EpochSampler):
+            loader.sampler.set_epoch(self.state.epoch, start)
+        elif hasattr(loader.sampler, "generator") and loader.sampler.generator is not None:
+            if start:
+                raise CheckpointError("a mid-epoch checkpoint needs a loader with an EpochSampler")
+            loader.sampler.generator.manual_seed(self._epoch_seed())
+
     def fit(self, loader: DataLoader) -> TrainerState:
-        """Train from the current state to the end; returns the final state."""
+        """Train from the current state to the end; returns the final state.
+
+        Raises:
+            TrainingError: the loss became non-finite.
+            RunInterrupted: SIGINT/SIGTERM arrived; the state after the last finished step was checkpointed.
+        """
+        self._set_epoch(loader)
         steps_per_epoch = len(loader)
         self.total_steps = self.epochs * steps_per_epoch
         if self.max_steps is not None:
             self.total_steps = min(self.total_steps, self.max_steps)
+        self.stop_signal = None
         self._call("on_fit_start")
-        while self.state.epoch < self.epochs and not self.reached_max_steps():
-            if hasattr(loader.dataset, "set_epoch"):
-                loader.dataset.set_epoch(self.state.epoch)
-            if hasattr(loader.sampler, "generator") and loader.sampler.generator is not None:
-                loader.sampler.generator.manual_seed(self._epoch_seed())
-            sums: dict[str, float] = {}
-            count = 0
-            self.method.train()
-            started = time.perf_counter()
-            for batch in loader:
-                logs = self._step(to_device(batch, self.device))
-                for key, value in logs.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                count += 1
-                self.state.images += len(batch["image"])
-                self._call("on_step_end", logs)
-                if self.reached_max_steps():
-                    break
-            self.state.train_seconds += time.perf_counter() - started
-            for scheduler in self.schedulers.values():
-                scheduler.step()
-            self.state.epoch += 1
-            self._call("on_epoch_end", {f"train_{k}": v / max(count, 1) for k, v in sums.items()})
+        with self._stop_on_signals():
+            while self.state.epoch < self.epochs and not self.reached_max_steps():
+                self._set_epoch(loader, self.state.epoch_step * (loader.batch_size or 1))
+                self.method.train()
+                started = time.perf_counter()
+                for batch in loader:
+                    logs = self._step(to_device(batch, self.device))
+                    sums = self.state.epoch_sums
+                    for key, value in logs.items():
+                        sums[key] = sums.get(key, 0.0) + value
+                    self.state.epoch_step += 1
+                    self.state.images += len(batch["image"])
+                    self._call("on_step_end", logs)
+                    if self.stop_signal is not None:
+                        self.state.train_seconds += time.perf_counter() - started
+                        self._interrupt(steps_per_epoch)
+                    if self.reached_max_steps():
+                        break
+                self.state.train_seconds += time.perf_counter() - started
+                for scheduler in self.schedulers.values():
+                    scheduler.step()
+                count = max(self.state.epoch_step, 1)
+                logs = {f"train_{k}": v / count for k, v in self.state.epoch_sums.items()}
+                self.state.epoch += 1
+                self.state.epoch_step, self.state.epoch_sums = 0, {}
+                self._call("on_epoch_end", logs)
         self._call("on_fit_end")
         return self.state
+
+    def _interrupt(self, steps_per_epoch: int) -> None:
+        self._call("on_interrupt")
+        name = signal.Signals(self.stop_signal).name
+        raise RunInterrupted(
+            f"{name} at step {self.state.step}: stopped in epoch {self.state.epoch + 1} of {self.epochs} "
+            f"after batch {self.state.epoch_step} of {steps_per_epoch}",
+            signum=self.stop_signal,
+        )
 
     def _epoch_seed(self) -> int:
         return self.seed * 100_003 + self.state.epoch
@@ -169,6 +269,7 @@ class Trainer:
                 "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
                 "scaler": self.scaler.state_dict(),
                 "state": asdict(self.state),
+                "tags": self.tags,
                 "rng": {
                     "torch": torch.get_rng_state(),
                     "numpy": _numpy_state(),
@@ -178,22 +279,37 @@ class Trainer:
         )
 
     def load_checkpoint(self, path: Path) -> None:
-        """Restore a checkpoint written by `save_checkpoint` (weights_only: no code runs on load)."""
+        """Restore a checkpoint written by `save_checkpoint` (weights_only: no code runs on load).
+
+        Raises:
+            CheckpointError: the file is missing, corrupt, unsafe, not a trainer checkpoint, or was
+                written for other tags (another backbone or method) or another model.
+        """
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"no checkpoint at {path}")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001  (torch raises many types for corrupt files)
+        ckpt = safe_torch_load(path, "checkpoint")
+        if not isinstance(ckpt, dict):
+            raise CheckpointError(f"checkpoint {path} is not a harness training checkpoint")
+        needed = ("method", "optimizers", "schedulers", "scaler", "state", "rng")
+        missing = [k for k in needed if k not in ckpt]
+        if missing:
             raise CheckpointError(
-                f"checkpoint {path} is corrupt or unsafe: {str(err).splitlines()[0]}"
-            ) from None
-        try:
-            self.method.load_state_dict(ckpt["method"])
-        except RuntimeError as err:
+                f"checkpoint {path} is not a harness training checkpoint (no '{missing[0]}')"
+            )
+        for key, value in ckpt.get("tags", {}).items():
+            if key in self.tags and self.tags[key] != value:
+                raise CheckpointError(
+                    f"checkpoint {path} was trained with {key} '{value}', but the run's config says "
+                    f"'{self.tags[key]}'"
+                )
+        own, saved = self.method.state_dict(), ckpt["method"]
+        mis_sized = [k for k, v in saved.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        missing, unexpected = own.keys() - saved.keys(), saved.keys() - own.keys()
+        if missing or unexpected or mis_sized:
             raise CheckpointError(
-                f"checkpoint {path} does not fit this model: {str(err).splitlines()[0]}"
-            ) from None
+                f"checkpoint {path} does not fit this model ({len(missing)} missing, {len(unexpected)} "
+                f"unexpected, {len(mis_sized)} mis-sized tensors): was it written for another backbone?"
+            )
+        self.method.load_state_dict(saved)
         for key, optimizer in self.optimizers.items():
             optimizer.load_state_dict(ckpt["optimizers"][key])
         for key, scheduler in self.schedulers.items():

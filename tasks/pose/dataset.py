@@ -18,6 +18,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from harness.errors import DataError
+from harness.io import read_image
 from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
 from tasks.pose import codec
 from tasks.pose.keypoints import COCO_FLIP_PAIRS
@@ -88,9 +89,16 @@ def person_records(coco: COCO, ann_file: Path, image_dir: Path, num_keypoints: i
                     f"expected {num_keypoints}"
                 )
             keypoints = keypoints.reshape(num_keypoints, 3)
+            if not np.isfinite(keypoints).all():
+                raise DataError(f"{ann_file}: annotation {ann.get('id')} has a non-finite keypoint value")
             if keypoints[:, 2].max() <= 0:
                 continue
-            box = np.asarray(ann["bbox"], dtype=np.float64)
+            box = np.asarray(ann.get("bbox", []), dtype=np.float64)
+            if box.shape != (4,) or not np.isfinite(box).all():
+                raise DataError(
+                    f"{ann_file}: annotation {ann.get('id')} has bbox {ann.get('bbox')}, "
+                    "expected [x, y, w, h]"
+                )
             if box[2] <= 0 or box[3] <= 0:
                 bad_boxes += 1
                 continue
@@ -98,15 +106,6 @@ def person_records(coco: COCO, ann_file: Path, image_dir: Path, num_keypoints: i
                 PersonRecord(Path(image_dir) / info["file_name"], image_id, ann["id"], box, keypoints)
             )
     return records, bad_boxes
-
-
-def read_image(path: Path) -> np.ndarray:
-    """BGR uint8 image, or a one-line DataError naming the file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        reason = "missing" if not Path(path).exists() else "unreadable or not an image"
-        raise DataError(f"image {path} is {reason}")
-    return image
 
 
 def to_tensor(crop: np.ndarray) -> torch.Tensor:
@@ -153,10 +152,19 @@ class CocoKeypoints(Dataset):
             raise DataError(f"image folder not found: {self.image_dir}")
         self.coco = load_coco(self.ann_file)
         self.records, self.skipped_boxes = person_records(self.coco, self.ann_file, image_dir, num_keypoints)
+        found = len(self.records)
         if max_persons is not None:
             self.records = self.records[:max_persons]
         if not self.records:
-            raise DataError(f"{self.ann_file}: no person with labelled keypoints and a valid box")
+            total = len(self.coco.getAnnIds(iscrowd=False))
+            if found:
+                why = f"max_persons={max_persons} keeps none of {found} usable persons"
+            else:
+                why = (
+                    f"of {total} non-crowd annotations, {self.skipped_boxes} have a zero or negative box "
+                    "size and the others no labelled keypoint"
+                )
+            raise DataError(f"{self.ann_file}: no person left after filtering ({why})")
         self.input_size = tuple(input_size)
         self.heatmap_size = (
             self.input_size[0] // self.heatmap_stride,

@@ -25,7 +25,7 @@ from tasks.pose.keypoints import (
     COCO_OKS_SIGMAS,
     COCO_SKELETON,
 )
-from tasks.pose.occluded_val import build_occluded_split, file_digest
+from tasks.pose.occluded_val import build_occluded_split, file_digest, images_digest
 
 
 class PoseSettings(BaseModel):
@@ -78,6 +78,7 @@ class PoseTask(Task):
             cache_dir = Path(settings.cache_dir)
         super().__init__(settings, cache_dir)
         self._provenance: dict[str, Any] = {}
+        self._warnings: list[str] = []
 
     @property
     def dataset_name(self) -> str:
@@ -171,12 +172,25 @@ class PoseTask(Task):
             "val_annotations_sha256": file_digest(val_ann),
             "occluded_val_annotations_sha256": file_digest(occ_ann),
             "patch_library_sha256": library.digest(),
+            "occluded_val_images_sha256": images_digest(occ_ann, occ_images),
             "box_source": "ground_truth",
             "skeleton": [list(pair) for pair in COCO_SKELETON],
             "train_persons": len(train),
             "skipped_boxes": train.skipped_boxes,
         }
+        if s.dataset == "synthetic":  # generated here, so cheap to hash; a COCO copy is hashed by its json
+            self._provenance["train_images_sha256"] = images_digest(train_ann, train_images)
+            self._provenance["val_images_sha256"] = images_digest(val_ann, val_images)
+        self._warnings = [
+            f"{data.ann_file}: skipped {data.skipped_boxes} person annotation(s) with a zero or negative "
+            "box size"
+            for data in (train, splits[self.clean_split])
+            if data.skipped_boxes
+        ]
         return train, splits
+
+    def data_warnings(self) -> list[str]:
+        return list(self._warnings)
 
     def provenance(self) -> dict[str, Any]:
         return dict(self._provenance)

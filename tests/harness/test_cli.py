@@ -70,7 +70,7 @@ def test_unreadable_training_image_in_a_worker_is_one_line(tiny_pose_overrides, 
     result = runner.invoke(app, ["run", "--task", "pose", *sets, *extra])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip() and "error" in line]
-    assert len(lines) == 1 and "is unreadable or not an image" in lines[0]
+    assert len(lines) == 1 and "is a truncated JPEG" in lines[0]
     assert "Traceback" not in result.output
     assert not list((tmp_path / "results").rglob("*.json"))
 
