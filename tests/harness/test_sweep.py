@@ -76,6 +76,7 @@ def test_unknown_sweep_key_is_rejected(tmp_path):
 def local_ray(tmp_path, monkeypatch):
     """A 2-CPU Ray instance with its files in a short temp dir; trials import the test plugin."""
     import ray
+
     (tmp_path / "sweep_plugin.py").write_text(PLUGIN)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("HARNESS_PLUGINS", "sweep_plugin")
