@@ -8,6 +8,8 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import shutil
 import signal
 import sys
@@ -43,6 +45,19 @@ def _with_teacher(cfg, teacher_dir: Path):
     args = {**cfg.method_args.get("distill", {}), "teacher": str(teacher_dir)}
     cfg.method_args = {**cfg.method_args, "distill": METHODS.get("distill").Settings(**args).model_dump()}
     return cfg
+
+
+def release_memory() -> None:
+    """Collect the finished run's networks and hand freed heap pages back to the OS (glibc malloc_trim).
+
+    Several runs in one process otherwise stack their allocator high-water marks: the embedded default job
+    (clean, then D-Slope) peaked at 4.5 GiB without this, against 3.2 GiB for D-Slope alone.
+    """
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 def _fail(err: Exception, debug: bool) -> None:
@@ -130,6 +145,7 @@ def run(
                     cfg = _with_teacher(cfg, teacher)
                 console.rule(f"{cfg.task} · {cfg.method} · {cfg.model.backbone} · seed {cfg.seed}")
                 outcomes.append(run_experiment(cfg, console=console))
+                release_memory()  # the next method starts from a small heap, not on top of this one
                 if cfg.method == "clean":
                     teacher = outcomes[-1].run_dir
     except HarnessError as err:
