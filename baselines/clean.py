@@ -12,6 +12,8 @@ from harness.registry import METHODS
 class Clean(Method):
     """One network, clean images, the task's supervised loss. The reference every method is compared to."""
 
+    input_key = "image"  # which image of the batch the network trains on
+
     def __init__(self, build_model, supervised_loss, settings=None):
         super().__init__(build_model, supervised_loss, settings)
         self.net = build_model()
@@ -20,5 +22,5 @@ class Clean(Method):
         return {"net": self.net}
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        loss = self.supervised_loss(self.net(batch["image"]), batch)
+        loss = self.supervised_loss(self.net(batch[self.input_key]), batch)
         return {"loss": loss, "loss_sup": loss.detach()}

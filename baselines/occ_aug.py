@@ -7,25 +7,13 @@ gain comes from dual-sample learning, not from seeing occluded images.
 
 from __future__ import annotations
 
-import torch
-
-from harness.methods.base import Batch, Method
+from baselines.clean import Clean
 from harness.registry import METHODS
 
 
 @METHODS.register("occ_aug")
-class OcclusionAugmented(Method):
+class OcclusionAugmented(Clean):
     """One network; its input is the twin (which is the clean image for about a third of pairs)."""
 
     needs_twin = True
-
-    def __init__(self, build_model, supervised_loss, settings=None):
-        super().__init__(build_model, supervised_loss, settings)
-        self.net = build_model()
-
-    def networks(self):
-        return {"net": self.net}
-
-    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        loss = self.supervised_loss(self.net(batch["twin"]), batch)
-        return {"loss": loss, "loss_sup": loss.detach()}
+    input_key = "twin"

@@ -23,8 +23,6 @@ import functools
 import hashlib
 import json
 import math
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from harness.errors import ConfigError, DataError
+from harness.io import atomic_write
 from harness.io import read_image as read_image_file
 
 _FORMAT_VERSION = 1
@@ -215,18 +214,12 @@ class PatchLibrary:
         shapes = np.array([p.rgba.shape[:2] for p in self._patches], dtype=np.int64).reshape(-1, 2)
         pixels = np.concatenate([p.rgba.reshape(-1) for p in self._patches] or [np.zeros(0, np.uint8)])
         names = np.array([p.part for p in self._patches], dtype=str)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez_compressed(
-                    handle, version=np.array(_FORMAT_VERSION), shapes=shapes, pixels=pixels, parts=names
-                )
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(
+            path,
+            lambda handle: np.savez_compressed(
+                handle, version=np.array(_FORMAT_VERSION), shapes=shapes, pixels=pixels, parts=names
+            ),
+        )
 
     @classmethod
     def load(cls, path: Path) -> PatchLibrary:
