@@ -39,6 +39,11 @@ class TrainerState:
     epoch_sums: dict[str, float] = field(default_factory=dict)  # running sums of the epoch's step logs
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: depends only on the run's seed and the epoch number."""
+    return seed * 100_003 + epoch
+
+
 class EpochSampler(Sampler[int]):
     """A shuffle that depends only on (seed, epoch), and can start part-way into an epoch.
 
@@ -57,7 +62,7 @@ class EpochSampler(Sampler[int]):
         self.epoch, self.start = epoch, start
 
     def order(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         return torch.randperm(self.size, generator=generator).tolist()
 
     def __iter__(self) -> Iterator[int]:
@@ -184,7 +189,7 @@ class Trainer:
         elif hasattr(loader.sampler, "generator") and loader.sampler.generator is not None:
             if start:
                 raise CheckpointError("a mid-epoch checkpoint needs a loader with an EpochSampler")
-            loader.sampler.generator.manual_seed(self._epoch_seed())
+            loader.sampler.generator.manual_seed(epoch_seed(self.seed, self.state.epoch))
 
     def fit(self, loader: DataLoader) -> TrainerState:
         """Train from the current state to the end; returns the final state.
@@ -237,9 +242,6 @@ class Trainer:
             f"after batch {self.state.epoch_step} of {steps_per_epoch}",
             signum=self.stop_signal,
         )
-
-    def _epoch_seed(self) -> int:
-        return self.seed * 100_003 + self.state.epoch
 
     def _step(self, batch: dict[str, Any]) -> dict[str, float]:
         with torch.autocast(self.device.type, enabled=self.amp):
