@@ -72,7 +72,9 @@ def _fail(err: Exception, debug: bool) -> None:
 
 
 def _comparison_table(outcomes, task_cls) -> Table:
-    columns = [m.name for m in task_cls.metrics][:3]
+    # The first three metrics the runs reported (they depend on the dataset: AP for COCO, PCKh for MPII).
+    reported = [r.metrics for o in outcomes for r in o.records if r.split == task_cls.clean_split and r.metrics]
+    columns = list(reported[0])[:3] if reported else [m.name for m in task_cls.metrics][:3]
     table = Table(title="Comparison (ENet for D-Slope; GNet on clean val for reference)")
     table.add_column("method")
     table.add_column("network")

@@ -110,6 +110,6 @@ class Task(ABC):
         """One line per thing `datasets` skipped or repaired (e.g. boxes of zero size), shown once per run."""
         return []
 
-    @classmethod
-    def metric(cls, name: str) -> Metric:
-        return next(m for m in cls.metrics if m.name == name)
+    def metric(self, name: str) -> Metric:
+        """The metric called `name` (tasks whose metrics depend on the dataset set `self.metrics`)."""
+        return next(m for m in self.metrics if m.name == name)
