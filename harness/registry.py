@@ -1,4 +1,4 @@
-"""Name -> factory registries for tasks, backbones and methods.
+"""Name -> factory registries for tasks, backbones, methods and benchmark builders.
 
 Borrowed from timm: a plain decorator registers a thing in the file that defines it; a name is looked
 up once, at the config/CLI edge, and from there on everything is ordinary calls.
@@ -66,6 +66,7 @@ class Registry(Generic[T]):
 TASKS: Registry = Registry("task")
 BACKBONES: Registry = Registry("backbone")
 METHODS: Registry = Registry("method")
+BENCHMARKS: Registry = Registry("benchmark")  # builders of derived test sets (`harness benchmark build`)
 
 # Modules whose import registers things. The engine names packages, never a concrete task's classes,
 # so a new task is one line here plus its own folder.

@@ -1,4 +1,4 @@
-"""Top-down COCO-format keypoint dataset: one sample per person box, clean crop + occluded twin.
+"""Top-down keypoint datasets (COCO json, MPII list): one sample per person box, clean crop + twin.
 
 The twin is made on the full image *before* the crop, and both images go through the same affine
 warp, so they are pixel-aligned and share one set of (clean) targets.
@@ -21,7 +21,7 @@ from harness.errors import DataError
 from harness.io import read_image
 from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
 from tasks.pose import codec
-from tasks.pose.keypoints import COCO_FLIP_PAIRS
+from tasks.pose.keypoints import COCO_LAYOUT, KeypointSpec
 
 cv2.setNumThreads(0)  # DataLoader workers provide the parallelism
 
@@ -114,16 +114,17 @@ def to_tensor(crop: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())
 
 
-class CocoKeypoints(Dataset):
-    """Person crops from a COCO-format keypoint json.
+class TopDownKeypoints(Dataset):
+    """Person crops around boxes, with heatmap targets and (optionally) the occluded twin.
+
+    Subclasses read one annotation format into `PersonRecord`s and score predictions (`evaluate`).
 
     Args:
-        ann_file: COCO json (images, annotations with keypoints and bbox, categories).
-        image_dir: folder holding the `file_name` of every image.
+        records: the persons (image path, ids, box, keypoints (K, 3)).
+        source: the annotation file, for messages.
+        spec: the keypoint layout (flip pairs, sigmas, anchors).
         input_size: (h, w) of the network input.
         sigma: heatmap Gaussian sigma in heatmap pixels.
-        num_keypoints: keypoints per person (17 for COCO).
-        flip_pairs: left/right index pairs.
         augmentation: random scale/rotation/flip, or None for evaluation.
         twins: occluded-twin source, or None for no `twin` in the samples.
         seed: base seed; sample i in epoch e draws from rng(seed, e, i), independent of workers.
@@ -131,39 +132,28 @@ class CocoKeypoints(Dataset):
     """
 
     heatmap_stride = 4
+    box_source = "ground_truth"
 
     def __init__(
         self,
-        ann_file: Path,
-        image_dir: Path,
+        records: list[PersonRecord],
+        source: Path,
         *,
+        spec: KeypointSpec = COCO_LAYOUT,
         input_size: tuple[int, int] = (128, 96),
         sigma: float = 2.0,
-        num_keypoints: int = 17,
-        flip_pairs=COCO_FLIP_PAIRS,
         augmentation: Augmentation | None = None,
         twins: TwinSource | None = None,
         seed: int = 0,
         max_persons: int | None = None,
+        empty_reason: str = "",
     ):
-        self.ann_file = Path(ann_file)
-        self.image_dir = Path(image_dir)
-        if not self.image_dir.is_dir():
-            raise DataError(f"image folder not found: {self.image_dir}")
-        self.coco = load_coco(self.ann_file)
-        self.records, self.skipped_boxes = person_records(self.coco, self.ann_file, image_dir, num_keypoints)
-        found = len(self.records)
-        if max_persons is not None:
-            self.records = self.records[:max_persons]
+        self.ann_file = Path(source)
+        self.spec = spec
+        found = len(records)
+        self.records = records[:max_persons] if max_persons is not None else records
         if not self.records:
-            total = len(self.coco.getAnnIds(iscrowd=False))
-            if found:
-                why = f"max_persons={max_persons} keeps none of {found} usable persons"
-            else:
-                why = (
-                    f"of {total} non-crowd annotations, {self.skipped_boxes} have a zero or negative box "
-                    "size and the others no labelled keypoint"
-                )
+            why = f"max_persons={max_persons} keeps none of {found} usable persons" if found else empty_reason
             raise DataError(f"{self.ann_file}: no person left after filtering ({why})")
         self.input_size = tuple(input_size)
         self.heatmap_size = (
@@ -171,7 +161,7 @@ class CocoKeypoints(Dataset):
             self.input_size[1] // self.heatmap_stride,
         )
         self.sigma = sigma
-        self.flip_pairs = tuple(flip_pairs)
+        self.flip_pairs = tuple(spec.flip_pairs)
         self.augmentation = augmentation
         self.twins = twins
         self.seed = seed
@@ -180,10 +170,6 @@ class CocoKeypoints(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Called by the trainer so augmentation differs per epoch yet stays reproducible."""
         self.epoch = epoch
-
-    @property
-    def image_ids(self) -> list[int]:
-        return sorted({r.image_id for r in self.records})
 
     def __len__(self) -> int:
         return len(self.records)
@@ -251,6 +237,7 @@ class CocoKeypoints(Dataset):
                 "size": torch.from_numpy(size),
                 "rotation": rotation,
                 "score": record.score,
+                "box": torch.from_numpy(np.asarray(record.box, dtype=np.float64)),
             },
         }
         if twin is not None:
@@ -258,3 +245,210 @@ class CocoKeypoints(Dataset):
             order = self._flip_order() if flip else slice(None)
             sample["covered"] = torch.from_numpy(covered[order].copy())  # joints under a pasted patch
         return sample
+
+    def evaluate(self, predictions: list[dict]) -> dict[str, float | None]:
+        """Score predictions of this split; subclasses know their ground-truth format."""
+        raise NotImplementedError
+
+
+class CocoKeypoints(TopDownKeypoints):
+    """Person crops from a COCO-format keypoint json (COCO, OCHuman, CrowdPose, built C-COCO, synthetic).
+
+    Args:
+        ann_file: COCO json (images, annotations with keypoints and bbox, categories).
+        image_dir: folder holding the `file_name` of every image.
+        detections: person detections to crop around instead of the ground-truth boxes (evaluation only).
+        oks_nms_threshold: OKS-NMS threshold applied to predictions from detected boxes.
+        **kwargs: see `TopDownKeypoints`.
+    """
+
+    def __init__(
+        self,
+        ann_file: Path,
+        image_dir: Path,
+        *,
+        detections: Detections | None = None,
+        oks_nms_threshold: float = 0.9,
+        **kwargs,
+    ):
+        image_dir = Path(image_dir)
+        if not image_dir.is_dir():
+            raise DataError(f"image folder not found: {image_dir}")
+        self.image_dir = image_dir
+        self.coco = load_coco(ann_file)
+        spec = kwargs.get("spec", COCO_LAYOUT)
+        records, self.skipped_boxes = person_records(self.coco, Path(ann_file), image_dir, spec.num_keypoints)
+        self.detections = detections
+        self.oks_nms_threshold = oks_nms_threshold
+        if detections is not None:
+            records = detections.records(self.coco, Path(ann_file), image_dir, spec.num_keypoints)
+            self.box_source = f"detections:{detections.path.name}@score>={detections.score_threshold}"
+        total = len(self.coco.getAnnIds(iscrowd=False))
+        reason = (
+            f"of {total} non-crowd annotations, {self.skipped_boxes} have a zero or negative box size "
+            "and the others no labelled keypoint"
+        )
+        super().__init__(records, Path(ann_file), empty_reason=reason, **kwargs)
+
+    @property
+    def image_ids(self) -> list[int]:
+        return sorted({r.image_id for r in self.records})
+
+    def evaluate(self, predictions: list[dict]) -> dict[str, float | None]:
+        """OKS AP/AR (pycocotools), AP and kOKS on visible vs. occluded keypoints, CrowdPose buckets."""
+        from tasks.pose import evaluation
+
+        sigmas = self.spec.sigmas
+        if self.detections is not None:
+            predictions = evaluation.oks_nms(predictions, sigmas, self.oks_nms_threshold)
+        # With detections every annotated image counts (a person no detector found is a miss).
+        image_ids = sorted(self.coco.getImgIds()) if self.detections is not None else self.image_ids
+        stats = evaluation.oks_ap(self.coco, predictions, image_ids, sigmas)
+        stats.update(evaluation.visible_occluded_ap(self.coco, predictions, image_ids, sigmas))
+        stats.update(evaluation.keypoint_similarity_split(self.coco, predictions, sigmas))
+        if any("crowdIndex" in self.coco.imgs[i] for i in image_ids):
+            stats.update(evaluation.crowd_index_ap(self.coco, predictions, image_ids, sigmas))
+        return stats
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Person detections (COCO results json: image_id, category_id, bbox, score) to crop around.
+
+    Top-down pose is evaluated with a person detector's boxes in the standard protocol; a box below
+    `score_threshold` is dropped, each kept box becomes one person to predict, and its score times the
+    mean confidence of the confident keypoints becomes the pose score (rescoring).
+    """
+
+    path: Path
+    score_threshold: float = 0.0
+
+    def records(self, coco: COCO, ann_file: Path, image_dir: Path, num_keypoints: int) -> list[PersonRecord]:
+        import json
+
+        if not self.path.is_file():
+            raise DataError(f"detection file not found: {self.path}")
+        try:
+            entries = json.loads(self.path.read_text())
+        except ValueError as err:
+            raise DataError(f"{self.path}: not valid json ({err})") from None
+        if not isinstance(entries, list):
+            raise DataError(f"{self.path}: expected a json list of detections (COCO results format)")
+        records = []
+        for index, det in enumerate(entries):
+            try:
+                image_id, box, score = det["image_id"], det["bbox"], float(det["score"])
+            except (KeyError, TypeError, ValueError):
+                raise DataError(
+                    f"{self.path}: detection {index} lacks image_id, bbox or score (COCO results format)"
+                ) from None
+            if det.get("category_id", 1) != 1 or score < self.score_threshold:
+                continue
+            if image_id not in coco.imgs:
+                raise DataError(
+                    f"{self.path}: detection {index} has image_id {image_id}, not an image of {ann_file}"
+                )
+            box = np.asarray(box, dtype=np.float64)
+            if box.shape != (4,) or box[2] <= 0 or box[3] <= 0:
+                continue
+            info = coco.imgs[image_id]
+            records.append(
+                PersonRecord(
+                    Path(image_dir) / info["file_name"],
+                    image_id,
+                    -(index + 1),  # no ground-truth person: a unique negative id
+                    box,
+                    np.zeros((num_keypoints, 3)),
+                    score,
+                )
+            )
+        return sorted(records, key=lambda r: (r.image_id, -r.score))
+
+
+class MpiiKeypoints(TopDownKeypoints):
+    """Person crops from an MPII json list (image, center, scale, joints, joints_vis), scored by PCKh.
+
+    The box is the square of side scale x 200 around the centre moved down by 15 x scale (MPII's centre
+    sits high on the body), the convention of top-down MPII models. Persons may carry `occluded_joints`
+    (16 flags, written by `harness benchmark build c-mpii`).
+
+    Args:
+        ann_file: the json list (e.g. annot/valid.json).
+        image_dir: folder holding every `image`.
+        head_boxes: (N, 2, 2) head boxes in list order, needed to score (None for training).
+        **kwargs: see `TopDownKeypoints`.
+    """
+
+    def __init__(self, ann_file: Path, image_dir: Path, *, head_boxes: np.ndarray | None = None, **kwargs):
+        from tasks.pose.keypoints import MPII_LAYOUT
+
+        kwargs.setdefault("spec", MPII_LAYOUT)
+        image_dir = Path(image_dir)
+        if not image_dir.is_dir():
+            raise DataError(f"image folder not found: {image_dir}")
+        self.image_dir = image_dir
+        self.entries = read_mpii(Path(ann_file), kwargs["spec"].num_keypoints)
+        self.head_boxes = head_boxes
+        image_ids = {name: i for i, name in enumerate(dict.fromkeys(e["image"] for e in self.entries))}
+        records = []
+        for index, entry in enumerate(self.entries):
+            center, scale = np.asarray(entry["center"], float), float(entry["scale"])
+            side = scale * 200.0
+            cx, cy = center[0], center[1] + 15.0 * scale
+            keypoints = np.concatenate(
+                [np.asarray(entry["joints"], float), np.asarray(entry["joints_vis"], float)[:, None]], axis=1
+            )
+            keypoints[keypoints[:, 2] <= 0] = 0.0
+            box = np.array([cx - side / 2, cy - side / 2, side, side])
+            records.append(
+                PersonRecord(image_dir / entry["image"], image_ids[entry["image"]], index, box, keypoints)
+            )
+        super().__init__(records, Path(ann_file), empty_reason="the list is empty", **kwargs)
+
+    def evaluate(self, predictions: list[dict]) -> dict[str, float | None]:
+        """PCKh@0.5 per joint group, mean, Mean@0.1, and on visible vs. occluded joints (with flags)."""
+        from tasks.pose.pckh import pckh_table
+
+        if self.head_boxes is None:
+            raise DataError(f"{self.ann_file}: PCKh needs head boxes (set data.head_boxes to gt_valid.mat)")
+        by_ann = {p["ann_id"]: p for p in predictions}
+        chosen = [r.ann_id for r in self.records if r.ann_id in by_ann]
+        entries = [self.entries[i] for i in chosen]
+        predicted = np.stack(
+            [np.asarray(by_ann[i]["keypoints"], float).reshape(-1, 3)[:, :2] for i in chosen]
+        )
+        has_flags = all("occluded_joints" in e for e in entries)
+        return pckh_table(
+            predicted,
+            np.asarray([e["joints"] for e in entries], float),
+            np.asarray([e["joints_vis"] for e in entries], float) > 0,
+            self.head_boxes[chosen],
+            np.asarray([e["occluded_joints"] for e in entries], bool) if has_flags else None,
+        )
+
+
+def read_mpii(ann_file: Path, num_keypoints: int = 16) -> list[dict]:
+    """Read and check an MPII json list; one-line errors name the file, entry and field."""
+    import json
+
+    if not ann_file.is_file():
+        raise DataError(f"annotation file not found: {ann_file}")
+    try:
+        entries = json.loads(ann_file.read_text())
+    except ValueError as err:
+        raise DataError(f"annotation file {ann_file} is not valid json: {err}") from None
+    if not isinstance(entries, list):
+        raise DataError(f"{ann_file}: expected the MPII json list of persons")
+    for index, entry in enumerate(entries):
+        for field in ("image", "center", "scale", "joints", "joints_vis"):
+            if not isinstance(entry, dict) or field not in entry:
+                raise DataError(f"{ann_file}: entry {index} lacks the field '{field}'")
+        joints = np.asarray(entry["joints"], dtype=np.float64)
+        if joints.shape != (num_keypoints, 2) or len(entry["joints_vis"]) != num_keypoints:
+            raise DataError(
+                f"{ann_file}: entry {index} field 'joints' has {len(entry['joints'])} joints, "
+                f"expected {num_keypoints}"
+            )
+        if float(entry["scale"]) <= 0:
+            raise DataError(f"{ann_file}: entry {index} field 'scale' is {entry['scale']}, expected > 0")
+    return entries

@@ -178,7 +178,7 @@ class KeypointSpec:
         }
 
 
-COCO = KeypointSpec(
+COCO_LAYOUT = KeypointSpec(
     name="coco",
     keypoints=COCO_KEYPOINTS,
     flip_pairs=COCO_FLIP_PAIRS,
@@ -187,30 +187,54 @@ COCO = KeypointSpec(
     anchors=COCO_OCCLUSION_ANCHORS,
 )
 
-MPII = KeypointSpec(
+MPII_LAYOUT = KeypointSpec(
     name="mpii",
     keypoints=MPII_KEYPOINTS,
     flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
     skeleton=(
-        (0, 1), (1, 2), (2, 6), (5, 4), (4, 3), (3, 6), (6, 7), (7, 8), (8, 9),
-        (10, 11), (11, 12), (12, 7), (15, 14), (14, 13), (13, 7),
+        (0, 1),
+        (1, 2),
+        (2, 6),
+        (5, 4),
+        (4, 3),
+        (3, 6),
+        (6, 7),
+        (7, 8),
+        (8, 9),
+        (10, 11),
+        (11, 12),
+        (12, 7),
+        (15, 14),
+        (14, 13),
+        (13, 7),
     ),  # fmt: skip
     sigmas=None,
     anchors=(1, 2, 3, 4, 10, 11, 14, 15),
 )
 
 # CrowdPose's own OKS sigmas (as in its crowdposetools): COCO's limb sigmas, 0.79 for head and neck.
-CROWDPOSE = KeypointSpec(
+CROWDPOSE_LAYOUT = KeypointSpec(
     name="crowdpose",
     keypoints=CROWDPOSE_KEYPOINTS,
     flip_pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)),
     skeleton=(
-        (12, 13), (13, 0), (13, 1), (0, 2), (2, 4), (1, 3), (3, 5), (13, 6), (13, 7), (6, 8), (8, 10),
-        (7, 9), (9, 11),
+        (12, 13),
+        (13, 0),
+        (13, 1),
+        (0, 2),
+        (2, 4),
+        (1, 3),
+        (3, 5),
+        (13, 6),
+        (13, 7),
+        (6, 8),
+        (8, 10),
+        (7, 9),
+        (9, 11),
     ),  # fmt: skip
     sigmas=np.array([0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89, 0.79, 0.79])
     / 10.0,
     anchors=(2, 3, 4, 5, 6, 7, 8, 9),
 )
 
-SPECS: dict[str, KeypointSpec] = {spec.name: spec for spec in (COCO, MPII, CROWDPOSE)}
+SPECS: dict[str, KeypointSpec] = {spec.name: spec for spec in (COCO_LAYOUT, MPII_LAYOUT, CROWDPOSE_LAYOUT)}

@@ -15,13 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import cv2
-import numpy as np
 from rich.progress import Progress
 
 from harness.io import atomic_write_json
-from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
-from tasks.pose.dataset import load_coco, read_image
+from harness.occlusion import OcclusionSettings, PatchLibrary
 
 
 def file_digest(path: Path) -> str:
@@ -64,67 +61,59 @@ def build_occluded_split(
     settings: OcclusionSettings,
     anchors: tuple[int, ...],
     seed: int,
+    layout: str = "coco",
 ) -> tuple[Path, Path]:
-    """Return (annotation json, image folder) of the occluded split, building it on first use.
+    """Return (annotation file, image folder) of the occluded split, building it on first use.
 
-    Each person's patches come from rng(seed, image_id, ann_id), so the split does not depend on
-    iteration order; persons of one image are occluded one after another on the same canvas.
+    The same builder as `harness benchmark build` (C-COCO / C-MPII), with the run's occlusion settings.
+    Each person's patches come from rng(seed, image, person), so the split does not depend on iteration
+    order. Built in a temporary folder renamed into place, so concurrent trials never see half of one.
     """
+    from tasks.pose.benchmark import build_coco_split, build_mpii_split
+
     key = {
         "annotations": file_digest(ann_file),
         "library": library.digest(),
         "settings": dataclasses.asdict(settings),
         "anchors": list(anchors),
         "seed": seed,
+        "layout": layout,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     out_dir = Path(cache_root) / f"occluded_{Path(ann_file).stem}_s{seed}_{digest}"
-    ann_out, image_out = out_dir / "annotations.json", out_dir / "images"
-    if ann_out.is_file():
+    if layout == "mpii":
+        ann_out, image_out = out_dir / "annot" / "val.json", out_dir / "images"
+    else:
+        ann_out, image_out = out_dir / "annotations" / "person_keypoints_val.json", out_dir / "val"
+    if (out_dir / "manifest.json").is_file():
         return ann_out, image_out
-
-    coco = load_coco(ann_file)
-    data = json.loads(Path(ann_file).read_text())
-    anns_by_image: dict[int, list[dict]] = {}
-    for ann in data["annotations"]:
-        anns_by_image.setdefault(ann["image_id"], []).append(ann)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    (tmp / "images").mkdir()
-    covered_total = persons = 0
-    with Progress(transient=True) as progress:
-        job = progress.add_task("building occluded val", total=len(data["images"]))
-        for info in data["images"]:
-            canvas = read_image(Path(image_dir) / info["file_name"])
-            for ann in sorted(anns_by_image.get(info["id"], []), key=lambda a: a["id"]):
-                keypoints = np.asarray(ann.get("keypoints", []), dtype=np.float64).reshape(-1, 3)
-                box = ann.get("bbox", [0, 0, 0, 0])
-                if ann.get("iscrowd", 0) or keypoints.size == 0 or box[2] <= 0 or box[3] <= 0:
-                    continue
-                rng = np.random.default_rng((seed, int(info["id"]), int(ann["id"])))
-                canvas, covered = occluded_twin(
-                    canvas, keypoints, box, library, rng, anchors=anchors, settings=settings
-                )
-                ann["occluded_keypoints"] = covered.astype(int).tolist()
-                covered_total += int(covered.sum())
-                persons += 1
-            info["file_name"] = Path(info["file_name"]).with_suffix(".png").name
-            cv2.imwrite(str(tmp / "images" / info["file_name"]), canvas)
-            progress.advance(job)
-    del coco
-    atomic_write_json(tmp / "annotations.json", data)
-    atomic_write_json(
-        tmp / "manifest.json",
-        {
-            "source": str(ann_file),
-            **key,
-            "images": len(data["images"]),
-            "persons": persons,
-            "covered_keypoints": covered_total,
-        },
-    )
     try:
+        with Progress(transient=True) as progress:
+
+            def advance(total: int):
+                job = progress.add_task("building occluded val", total=total)
+                return lambda: progress.advance(job)
+
+            build = build_mpii_split if layout == "mpii" else build_coco_split
+            extra = {} if layout == "mpii" else {"anchors": anchors}
+            build(
+                ann_file,
+                image_dir,
+                tmp,
+                "val",
+                library=library,
+                settings=settings,
+                seed=seed,
+                extra_manifest={"source": str(ann_file)},
+                progress=advance,
+                **extra,
+            )
         tmp.rename(out_dir)
-    except OSError:  # another process built it first
+    except OSError:
+        if not (out_dir / "manifest.json").is_file():  # not "another process built it first"
+            raise
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ann_out, image_out

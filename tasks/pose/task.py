@@ -1,4 +1,8 @@
-"""Human pose as a task: COCO-format data (real or embedded synthetic), heatmap head, OKS AP."""
+"""Human pose as a task: COCO / MPII / CrowdPose / OCHuman / built C-COCO, C-MPII and embedded synthetic data.
+
+The dataset decides the keypoint layout (17, 16 or 14 joints) and the metric (OKS AP or PCKh); the
+engine learns both from this task only.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +14,91 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 from harness.occlusion import PatchLibrary
 from harness.registry import TASKS
 from harness.task import Metric, OcclusionPlan, Task
 from tasks.pose import codec
-from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource
-from tasks.pose.evaluation import keypoint_similarity_split, oks_ap
-from tasks.pose.head import HeatmapHead
-from tasks.pose.keypoints import (
-    COCO_BODY_PARTS,
-    COCO_FLIP_PAIRS,
-    COCO_OCCLUSION_ANCHORS,
-    COCO_OKS_SIGMAS,
-    COCO_SKELETON,
+from tasks.pose.dataset import (
+    Augmentation,
+    CocoKeypoints,
+    Detections,
+    MpiiKeypoints,
+    TopDownKeypoints,
+    TwinSource,
 )
+from tasks.pose.head import HeatmapHead
+from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_LAYOUT, CROWDPOSE_LAYOUT, MPII_LAYOUT, KeypointSpec
 from tasks.pose.occluded_val import build_occluded_split, file_digest, images_digest
+from tasks.pose.pckh import JOINT_GROUPS, load_head_boxes
+
+Format = Literal["coco", "mpii", "crowdpose", "ochuman"]
+
+# Where each format keeps a split's annotations and images, relative to its root (the official layouts).
+LAYOUTS: dict[str, tuple[str, str]] = {
+    "coco": ("annotations/person_keypoints_{split}.json", "{split}"),
+    "mpii": ("annot/{split}.json", "images"),
+    "crowdpose": ("json/crowdpose_{split}.json", "images"),
+    "ochuman": ("ochuman_coco_format_{split}_range_0.00_1.00.json", "images"),
+}
+DEFAULT_SPLITS = {
+    "coco": ("train2017", "val2017"),
+    "mpii": ("train", "valid"),
+    "crowdpose": ("trainval", "test"),
+    "ochuman": (None, "val"),  # OCHuman has no training set: train on COCO, evaluate with extra_val
+}
+SPECS: dict[str, KeypointSpec] = {
+    "synthetic": COCO_LAYOUT,
+    "coco": COCO_LAYOUT,
+    "ochuman": COCO_LAYOUT,
+    "crowdpose": CROWDPOSE_LAYOUT,
+    "mpii": MPII_LAYOUT,
+}
+
+OKS_METRICS = tuple(
+    Metric(n)
+    for n in (
+        "AP",
+        "AP50",
+        "AP75",
+        "APM",
+        "APL",
+        "AR",
+        "AP_visible",
+        "AP_occluded",
+        "kOKS_visible",
+        "kOKS_occluded",
+    )
+)
+CROWD_METRICS = tuple(Metric(n) for n in ("AP_easy", "AP_medium", "AP_hard"))
+PCKH_METRICS = tuple(
+    Metric(n)
+    for n in ("PCKh", "PCKh@0.1", *(f"PCKh_{g}" for g in JOINT_GROUPS), "PCKh_visible", "PCKh_occluded")
+)
+
+
+def metrics_of(dataset: str) -> tuple[Metric, ...]:
+    if dataset == "mpii":
+        return PCKH_METRICS
+    return OKS_METRICS + (CROWD_METRICS if dataset == "crowdpose" else ())
+
+
+def split_files(dataset: str, root: Path, split: str) -> tuple[Path, Path]:
+    """(annotation file, image folder) of `split` under a dataset root in its official layout."""
+    ann, images = LAYOUTS[dataset]
+    return root / ann.format(split=split), root / images.format(split=split)
+
+
+class ExtraSplit(BaseModel):
+    """One more eval split, e.g. OCHuman val for a COCO-trained model (same keypoint layout)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    dataset: Format
+    root: str
+    split: str
+    head_boxes: str | None = None
 
 
 class PoseSettings(BaseModel):
@@ -33,10 +106,20 @@ class PoseSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: Literal["synthetic", "coco"] = "synthetic"
-    root: str | None = None  # COCO root holding annotations/ and <split>/ image folders
-    train_split: str = "train2017"
-    val_split: str = "val2017"
+    dataset: Literal["synthetic", "coco", "mpii", "crowdpose"] = "synthetic"
+    root: str | None = None  # dataset root in its official layout (see LAYOUTS)
+    train_split: str | None = None  # default per dataset: train2017 / train / trainval
+    val_split: str | None = None  # default per dataset: val2017 / valid / test
+    head_boxes: str | None = None  # MPII: gt_valid.mat (default <root>/annot/gt_valid.mat) or json
+    occluded_root: str | None = (
+        None  # a built C-COCO / C-MPII folder: the occluded split instead of a fresh one
+    )
+    patch_root: str | None = None  # COCO root whose train person masks give the patches (MPII, CrowdPose)
+    patch_split: str = "train2017"
+    detections: str | None = None  # person detections json (COCO results) for the val splits
+    det_score_threshold: float = 0.0
+    oks_nms_threshold: float = 0.9
+    extra_val: list[ExtraSplit] = []
     synthetic_train_images: int = 1500
     synthetic_val_images: int = 150
     synthetic_image_size: tuple[int, int] = (192, 160)
@@ -59,7 +142,7 @@ def _joints_mse(outputs: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
 
 @TASKS.register("pose")
 class PoseTask(Task):
-    """Top-down human pose on COCO-17 keypoints.
+    """Top-down human pose: heatmap head, JointsMSE loss, flip test, OKS AP or PCKh by dataset.
 
     Example:
         >>> task = PoseTask(PoseSettings(synthetic_train_images=16))
@@ -67,26 +150,49 @@ class PoseTask(Task):
     """
 
     Settings = PoseSettings
-    metrics = tuple(
-        Metric(name) for name in ("AP", "AP50", "AP75", "APM", "APL", "AR", "kOKS_visible", "kOKS_occluded")
-    )
+    metrics = OKS_METRICS
     primary_metric = "AP"
-    num_keypoints = 17
 
     def __init__(self, settings: PoseSettings, cache_dir: Path | None = None):
         if cache_dir is None and settings.cache_dir:
             cache_dir = Path(settings.cache_dir)
         super().__init__(settings, cache_dir)
+        self.spec = SPECS[settings.dataset]
+        self.num_keypoints = self.spec.num_keypoints
+        for i, extra in enumerate(settings.extra_val):
+            if SPECS[extra.dataset] != self.spec:
+                raise ConfigError(
+                    f"data.extra_val[{i}].dataset: {extra.dataset} has {SPECS[extra.dataset].num_keypoints} "
+                    f"keypoints, the model predicts {self.num_keypoints} (data.dataset {settings.dataset})"
+                )
+        self.metrics = tuple(
+            dict.fromkeys(
+                m
+                for name in (settings.dataset, *(e.dataset for e in settings.extra_val))
+                for m in metrics_of(name)
+            )
+        )
+        self.primary_metric = self.metrics[0].name
         self._provenance: dict[str, Any] = {}
         self._warnings: list[str] = []
 
     @property
     def dataset_name(self) -> str:
-        return "synthetic-coco" if self.settings.dataset == "synthetic" else "coco"
+        return "synthetic-coco" if self.settings.dataset == "synthetic" else self.settings.dataset
 
     @property
     def input_size(self) -> tuple[int, int]:
         return tuple(self.settings.input_size)
+
+    def _root(self, root: str | None, key: str) -> Path:
+        if not root:
+            raise DataError(
+                f"{key}: a dataset root folder is required when data.dataset is '{self.settings.dataset}'"
+            )
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise DataError(f"{key}: folder not found: {path}")
+        return path
 
     def _source_files(self, seed: int) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
         s = self.settings
@@ -102,19 +208,15 @@ class PoseTask(Task):
                 root, split="val", num_images=s.synthetic_val_images, seed=seed, image_size=size
             )
             return train, val
-        if not s.root:
-            raise DataError("data.root: a COCO root folder is required when data.dataset is 'coco'")
-        root = Path(s.root).expanduser()
-        if not root.is_dir():
-            raise DataError(f"data.root: COCO folder not found: {root}")
-
-        def split(name: str) -> tuple[Path, Path]:
-            return root / "annotations" / f"person_keypoints_{name}.json", root / name
-
-        return split(s.train_split), split(s.val_split)
+        root = self._root(s.root, "data.root")
+        train_split, val_split = DEFAULT_SPLITS[s.dataset]
+        return (
+            split_files(s.dataset, root, s.train_split or train_split),
+            split_files(s.dataset, root, s.val_split or val_split),
+        )
 
     def patch_library(self, ann_file: Path, image_dir: Path, max_patches: int, seed: int) -> PatchLibrary:
-        """Body-part patches cut from the training persons, cached next to the other generated data."""
+        """Body-part patches cut from COCO-format person masks, cached next to the other generated data."""
         cache = self.cache_dir / "patches" / f"{file_digest(ann_file)[:12]}_n{max_patches}_s{seed}.npz"
         if cache.is_file():
             return PatchLibrary.load(cache)
@@ -128,23 +230,64 @@ class PoseTask(Task):
         library.save(cache)
         return library
 
+    def _patch_source(self, train_ann: Path, train_images: Path) -> tuple[Path, Path]:
+        s = self.settings
+        if s.patch_root:
+            return split_files("coco", self._root(s.patch_root, "data.patch_root"), s.patch_split)
+        if s.dataset in ("mpii", "crowdpose"):
+            raise DataError(
+                f"data.patch_root: {s.dataset} has no person masks to cut patches from; "
+                "give a COCO root (its train person masks are used)"
+            )
+        return train_ann, train_images
+
+    def _head_boxes(self, root: str | None, given: str | None, ann_file: Path, key: str) -> np.ndarray:
+        from tasks.pose.dataset import read_mpii
+
+        path = Path(given).expanduser() if given else (Path(root).expanduser() / "annot" / "gt_valid.mat")
+        if not path.is_file():
+            raise DataError(
+                f"{key}: PCKh needs MPII head boxes; {path} not found (give gt_valid.mat or a json list)"
+            )
+        return load_head_boxes(path, len(read_mpii(ann_file)))
+
+    def _split(self, dataset: str, ann: Path, images: Path, head_boxes=None, **common) -> TopDownKeypoints:
+        s = self.settings
+        if dataset == "mpii":
+            if s.detections:
+                raise ConfigError("data.detections: person detections apply to COCO-format splits, not MPII")
+            return MpiiKeypoints(ann, images, head_boxes=head_boxes, max_persons=s.max_val_persons, **common)
+        detections = None
+        if s.detections:
+            detections = Detections(Path(s.detections).expanduser(), s.det_score_threshold)
+        return CocoKeypoints(
+            ann,
+            images,
+            detections=detections,
+            oks_nms_threshold=s.oks_nms_threshold,
+            max_persons=s.max_val_persons,
+            **common,
+        )
+
     def datasets(self, *, seed: int, occlusion: OcclusionPlan):
         s = self.settings
         (train_ann, train_images), (val_ann, val_images) = self._source_files(seed)
-        library = self.patch_library(train_ann, train_images, occlusion.max_patches, occlusion.val_seed)
-        common = {
-            "input_size": tuple(s.input_size),
-            "sigma": s.sigma,
-            "num_keypoints": self.num_keypoints,
-            "flip_pairs": COCO_FLIP_PAIRS,
-        }
+        library = self.patch_library(
+            *self._patch_source(train_ann, train_images), occlusion.max_patches, occlusion.val_seed
+        )
+        fmt = "mpii" if s.dataset == "mpii" else "coco"
+        common = {"input_size": tuple(s.input_size), "sigma": s.sigma, "spec": self.spec}
+        head_boxes = None
+        if fmt == "mpii":
+            head_boxes = self._head_boxes(s.root, s.head_boxes, val_ann, "data.head_boxes")
         twins = None
         if occlusion.train is not None:
-            twins = TwinSource(library, occlusion.train, COCO_OCCLUSION_ANCHORS)
+            twins = TwinSource(library, occlusion.train, self.spec.anchors)
         augmentation = Augmentation(
             scale_factor=s.scale_factor, rotation_factor=s.rotation_factor, flip=s.flip
         )
-        train = CocoKeypoints(
+        reader = MpiiKeypoints if fmt == "mpii" else CocoKeypoints
+        train = reader(
             train_ann,
             train_images,
             augmentation=augmentation,
@@ -153,39 +296,67 @@ class PoseTask(Task):
             max_persons=s.max_train_persons,
             **common,
         )
-        occ_ann, occ_images = build_occluded_split(
-            val_ann,
-            val_images,
-            self.cache_dir / "pose" / "occluded_val",
-            library=library,
-            settings=occlusion.val,
-            anchors=COCO_OCCLUSION_ANCHORS,
-            seed=occlusion.val_seed,
-        )
+        if s.occluded_root:
+            root = self._root(s.occluded_root, "data.occluded_root")
+            occ_ann, occ_images = split_files(fmt, root, s.val_split or DEFAULT_SPLITS[s.dataset][1])
+            if not occ_ann.is_file():
+                raise DataError(
+                    f"data.occluded_root: {occ_ann} not found (build it with `harness benchmark build`)"
+                )
+        else:
+            occ_ann, occ_images = build_occluded_split(
+                val_ann,
+                val_images,
+                self.cache_dir / "pose" / "occluded_val",
+                library=library,
+                settings=occlusion.val,
+                anchors=self.spec.anchors,
+                seed=occlusion.val_seed,
+                layout=fmt,
+            )
         splits = {
-            self.clean_split: CocoKeypoints(val_ann, val_images, max_persons=s.max_val_persons, **common),
-            self.occluded_split: CocoKeypoints(occ_ann, occ_images, max_persons=s.max_val_persons, **common),
+            self.clean_split: self._split(fmt, val_ann, val_images, head_boxes, **common),
+            self.occluded_split: self._split(fmt, occ_ann, occ_images, head_boxes, **common),
         }
+        for i, extra in enumerate(s.extra_val):
+            ann, images = split_files(
+                extra.dataset, self._root(extra.root, f"data.extra_val[{i}].root"), extra.split
+            )
+            boxes = None
+            if extra.dataset == "mpii":
+                boxes = self._head_boxes(extra.root, extra.head_boxes, ann, f"data.extra_val[{i}].head_boxes")
+            kind = "mpii" if extra.dataset == "mpii" else "coco"
+            splits[extra.name] = self._split(kind, ann, images, boxes, **common)
         self._provenance = {
             "train_annotations": str(train_ann),
             "train_annotations_sha256": file_digest(train_ann),
             "val_annotations_sha256": file_digest(val_ann),
+            "occluded_val_annotations": str(occ_ann),
             "occluded_val_annotations_sha256": file_digest(occ_ann),
             "patch_library_sha256": library.digest(),
-            "occluded_val_images_sha256": images_digest(occ_ann, occ_images),
-            "box_source": "ground_truth",
-            "skeleton": [list(pair) for pair in COCO_SKELETON],
+            "box_source": splits[self.clean_split].box_source,
+            "keypoint_layout": self.spec.name,
+            "skeleton": [list(pair) for pair in self.spec.skeleton],
             "train_persons": len(train),
-            "skipped_boxes": train.skipped_boxes,
+            "skipped_boxes": getattr(train, "skipped_boxes", 0),
+            **{
+                f"{name}_annotations": str(data.ann_file)
+                for name, data in splits.items()
+                if name not in (self.clean_split, self.occluded_split)
+            },
         }
-        if s.dataset == "synthetic":  # generated here, so cheap to hash; a COCO copy is hashed by its json
+        if s.dataset == "synthetic" or not s.occluded_root:  # generated here, so cheap to hash
+            self._provenance["occluded_val_images_sha256"] = (
+                images_digest(occ_ann, occ_images) if fmt == "coco" else None
+            )
+        if s.dataset == "synthetic":
             self._provenance["train_images_sha256"] = images_digest(train_ann, train_images)
             self._provenance["val_images_sha256"] = images_digest(val_ann, val_images)
         self._warnings = [
             f"{data.ann_file}: skipped {data.skipped_boxes} person annotation(s) with a zero or negative "
             "box size"
             for data in (train, splits[self.clean_split])
-            if data.skipped_boxes
+            if getattr(data, "skipped_boxes", 0)
         ]
         return train, splits
 
@@ -206,7 +377,7 @@ class PoseTask(Task):
         heatmaps = model(images).float()
         if self.settings.flip_test:
             flipped = model(images.flip(-1)).float()
-            heatmaps = 0.5 * (heatmaps + codec.flip_heatmaps(flipped, COCO_FLIP_PAIRS))
+            heatmaps = 0.5 * (heatmaps + codec.flip_heatmaps(flipped, self.spec.flip_pairs))
         coords, maxvals = codec.decode_heatmaps(heatmaps)
         coords = codec.heatmap_to_input(coords.cpu().numpy().astype(np.float64), HeatmapHead.out_stride)
         maxvals = maxvals.cpu().numpy()
@@ -219,6 +390,7 @@ class PoseTask(Task):
                 center, size, float(meta["rotation"][i]), tuple(self.settings.input_size)
             )
             points = codec.apply_affine(coords[i], codec.invert_affine(matrix))
+            # Pose score = box score x mean confidence of the confident joints (rescoring of detected boxes).
             confident = maxvals[i][maxvals[i] > 0.2]
             score = float(meta["score"][i]) * (float(confident.mean()) if confident.size else 0.0)
             keypoints = np.concatenate([points, maxvals[i][:, None]], axis=1)
@@ -229,12 +401,13 @@ class PoseTask(Task):
                     "category_id": 1,
                     "keypoints": [round(float(v), 3) for v in keypoints.reshape(-1)],
                     "score": round(score, 6),
+                    "box": [round(float(v), 2) for v in meta["box"][i].tolist()],
                 }
             )
         return predictions
 
     def showcase(
-        self, predictions: list[dict[str, Any]], dataset: CocoKeypoints, count: int = 8
+        self, predictions: list[dict[str, Any]], dataset: TopDownKeypoints, count: int = 8
     ) -> list[dict]:
         """Predictions of the first `count` persons (a fixed set) with image path, box and ground truth."""
         by_ann = {p["ann_id"]: p for p in predictions}
@@ -253,7 +426,8 @@ class PoseTask(Task):
                 )
         return chosen
 
-    def evaluate(self, predictions: list[dict[str, Any]], dataset: CocoKeypoints) -> dict[str, float]:
-        stats = oks_ap(dataset.coco, predictions, dataset.image_ids, COCO_OKS_SIGMAS)
-        stats.update(keypoint_similarity_split(dataset.coco, predictions, COCO_OKS_SIGMAS))
-        return {m.name: stats[m.name] for m in self.metrics}
+    def evaluate(self, predictions: list[dict[str, Any]], dataset: TopDownKeypoints) -> dict[str, float]:
+        stats = dataset.evaluate(predictions)
+        names = [m.name for m in metrics_of("mpii" if isinstance(dataset, MpiiKeypoints) else "coco")]
+        names += [m.name for m in CROWD_METRICS if m.name in stats]
+        return {name: stats.get(name) for name in names}

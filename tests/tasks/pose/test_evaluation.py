@@ -139,7 +139,7 @@ def test_keypoint_similarity_split_by_hand():
     pred = gt.copy()
     pred[7, 0] += 10.0
     result = keypoint_similarity_split(
-        coco, [{"ann_id": 5, "keypoints": pred.reshape(-1).tolist()}], COCO_OKS_SIGMAS
+        coco, [{"image_id": 1, "ann_id": 5, "keypoints": pred.reshape(-1).tolist()}], COCO_OKS_SIGMAS
     )
     assert result["kOKS_visible"] == pytest.approx(1.0)
     assert result["kOKS_occluded"] == pytest.approx((np.exp(-100 / 41.472) + 1) / 2, abs=1e-4)
