@@ -2,7 +2,8 @@
 
 The one-way counterpart of D-Slope's mutual learning: the teacher (a clean baseline's network or a
 D-Slope GNet, loaded from a finished run dir) is frozen and stays in eval mode; the student sees the
-occluded twin and imitates the teacher's stage features and outputs on the clean image.
+occluded twin and imitates the teacher's stage features and outputs on the clean image (the outputs as the
+head's `imitation_target` defines them: e.g. the normalised embedding of a recognition head).
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ class Distill(Method):
         out_s = self.student(batch["twin"])
         feat_s = self.student.features
         sup = self.supervised_loss(out_s, batch)
-        feat = mimic_loss(feat_s, out_s, feat_t, out_t, use_output=False)
-        out = mimic_loss(feat_s, out_s, feat_t, out_t, use_features=False)
+        imit_s, imit_t = self.student.imitation_target(out_s), self.teacher.imitation_target(out_t)
+        feat = mimic_loss(feat_s, imit_s, feat_t, imit_t, use_output=False)
+        out = mimic_loss(feat_s, imit_s, feat_t, imit_t, use_features=False)
         loss = sup + s.feature_weight * feat + s.output_weight * out
         return {
             "loss": loss,

@@ -18,7 +18,16 @@ def _flatten(output) -> list[torch.Tensor]:
 
 
 class TaskModel(nn.Module):
-    """`head(backbone(x))`; after each forward, `features` holds the tapped stage outputs in tap order."""
+    """`head(backbone(x))`; after each forward, `features` holds the tapped stage outputs in tap order.
+
+    The head's output is usually one tensor (heatmaps). A head may instead return a dict of tensors when
+    its supervised loss needs more than what is imitated or deployed: an ArcFace head returns the embedding
+    and, in training, the margin classifier's cosine logits, so the class-weight matrix lives inside the
+    network and is trained by that network's own optimizer (D-Slope gives each network one). Such a head
+    defines `imitation_target(outputs) -> Tensor`, and methods imitate that (via `imitation_target` below)
+    instead of the raw output: a classifier's logits over training identities are not what a partner
+    network should copy, the L2-normalised embedding is.
+    """
 
     def __init__(self, backbone: Backbone, head: nn.Module):
         super().__init__()
@@ -35,9 +44,15 @@ class TaskModel(nn.Module):
 
         return hook
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         self._captured = {}
         return self.head(self.backbone(x))
+
+    def imitation_target(self, outputs):
+        """What the mutual loss imitates of `outputs`: the head's `imitation_target(outputs)` when it
+        defines one, else the output itself (every heatmap head)."""
+        target = getattr(self.head, "imitation_target", None)
+        return target(outputs) if target is not None else outputs
 
     @property
     def features(self) -> list[torch.Tensor]:

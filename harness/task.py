@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from torch import nn
 from torch.utils.data import Dataset
 
+from harness.errors import ConfigError
 from harness.occlusion import OcclusionSettings
 
 
@@ -84,11 +85,16 @@ class Task(ABC):
 
     @abstractmethod
     def head(self, in_channels: int, in_stride: int) -> nn.Module:
-        """The task head, sized from the backbone's output channels and stride."""
+        """The task head, sized from the backbone's output channels and stride.
+
+        It returns one tensor, or a dict of tensors together with an `imitation_target(outputs)` method
+        naming the tensor methods imitate (see `harness.model.TaskModel`): parameters the supervised loss
+        needs, such as ArcFace's class weights, belong in the head so each network's optimizer trains them.
+        """
 
     @abstractmethod
-    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """The supervised loss only (imitation terms belong to methods)."""
+    def loss(self, outputs: torch.Tensor | dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        """The supervised loss only (imitation terms belong to methods); `outputs` is the head's output."""
 
     @abstractmethod
     def predict(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
@@ -101,6 +107,20 @@ class Task(ABC):
     def showcase(self, predictions: list[dict[str, Any]], dataset: Dataset, count: int = 8) -> list[dict]:
         """A fixed, small set of predictions with their inputs and ground truth, for qualitative figures."""
         return []
+
+    def deployable(self, model: nn.Module) -> tuple[nn.Module, torch.Tensor]:
+        """What `harness export` writes to ONNX: a module taking one image batch, and an example input.
+
+        By default the trained network itself at the task's input size. A task overrides this when the
+        deployed graph differs from the trained one (e.g. face recognition: the embedding only, at the
+        112x112 input that insightface expects).
+
+        Raises:
+            ConfigError: the task has no fixed input size to export at.
+        """
+        if self.input_size is None:
+            raise ConfigError(f"task {type(self).__name__} has no fixed input size to export at")
+        return model, torch.zeros(1, 3, *self.input_size)
 
     def provenance(self) -> dict[str, Any]:
         """Digests and sources of the data used, for result records."""

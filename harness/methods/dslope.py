@@ -6,6 +6,10 @@ each imitates the *detached* partner through MSE on tapped stage features and on
 1e-3 for ENet's imitation of GNet and 1e-5 for GNet's imitation of ENet. Each network has its own
 optimizer. Because the partner is detached, back-propagating the sum of both losses gives each
 network exactly the gradient of its own loss, so the trainer's single backward is one step each.
+
+The output term imitates `TaskModel.imitation_target(outputs)`: the outputs themselves for a heatmap
+head, the L2-normalised embedding for an embedding head whose outputs also carry margin logits. That is
+the head's business, so this method holds no task-specific code.
 """
 
 from __future__ import annotations
@@ -89,8 +93,10 @@ class DSlope(Method):
             "use_output": s.output_loss,
             "detach_partner": s.stop_gradient,
         }
-        mimic_g = mimic_loss(feat_g, out_g, feat_e, out_e, **flags)
-        mimic_e = mimic_loss(feat_e, out_e, feat_g, out_g, **flags)
+        imit_g = self.gnet.imitation_target(out_g)
+        imit_e = self.enet.imitation_target(out_e)
+        mimic_g = mimic_loss(feat_g, imit_g, feat_e, imit_e, **flags)
+        mimic_e = mimic_loss(feat_e, imit_e, feat_g, imit_g, **flags)
         loss_g = sup_g + s.gnet_weight * mimic_g
         loss_e = sup_e + s.enet_weight * mimic_e
         return {
