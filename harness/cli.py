@@ -4,6 +4,7 @@ Example:
     harness run --task pose --backbone hrnet_w32
     harness run --task pose --backbone hrnet_w18_small --method dslope --set train.epochs=2
     harness list
+    harness export work_dirs/<run dir> --onnx enet.onnx
 """
 
 from __future__ import annotations
@@ -238,6 +239,25 @@ def sweep(
     )
 
 
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A finished run dir (config.yaml + checkpoint.pt)."),
+    onnx: Path = typer.Option(..., help="The .onnx file to write."),
+    debug: bool = typer.Option(False, help="Show full tracebacks."),
+) -> None:
+    """Export a run's deployed network (ENet for D-Slope) to ONNX, checked against PyTorch."""
+    from harness.export import export_onnx
+
+    try:
+        summary = export_onnx(run_dir, onnx)
+    except HarnessError as err:
+        _fail(err, debug)
+    typer.echo(
+        f"wrote {summary.path}: network {summary.network}, input {list(summary.input_shape)}, output "
+        f"{list(summary.output_shape)}; onnxruntime vs PyTorch max |diff| {summary.max_abs_diff:.2e}"
+    )
+
+
 @app.command("list")
 def list_registered() -> None:
     """List registered tasks, backbones and methods."""
@@ -258,3 +278,9 @@ def main() -> None:  # pragma: no cover - console entry for `python -m harness.c
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# `harness benchmark build ...` lives in its own module (one job per module).
+from harness.benchmark_cli import benchmark_app  # noqa: E402
+
+app.add_typer(benchmark_app, name="benchmark")
