@@ -1,3 +1,6 @@
 """Tasks: each subpackage registers one task with the engine on import."""
 
-from tasks import pose  # noqa: F401
+from tasks import (
+    face_recognition,  # noqa: F401,E402
+    pose,  # noqa: F401
+)
