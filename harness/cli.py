@@ -74,7 +74,8 @@ def _fail(err: Exception, debug: bool) -> None:
 
 def _comparison_table(outcomes, task_cls) -> Table:
     # The first three metrics the runs reported (they depend on the dataset: AP for COCO, PCKh for MPII).
-    reported = [r.metrics for o in outcomes for r in o.records if r.split == task_cls.clean_split and r.metrics]
+    clean = task_cls.clean_split
+    reported = [r.metrics for o in outcomes for r in o.records if r.split == clean and r.metrics]
     columns = list(reported[0])[:3] if reported else [m.name for m in task_cls.metrics][:3]
     table = Table(title="Comparison (ENet for D-Slope; GNet on clean val for reference)")
     table.add_column("method")
@@ -278,6 +279,12 @@ def main() -> None:  # pragma: no cover - console entry for `python -m harness.c
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# `harness benchmark build ...` lives in its own module (one job per module).
+from harness.benchmark_cli import benchmark_app  # noqa: E402
+
+app.add_typer(benchmark_app, name="benchmark")
 
 
 # `harness benchmark build ...` lives in its own module (one job per module).
