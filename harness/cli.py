@@ -285,9 +285,3 @@ if __name__ == "__main__":  # pragma: no cover
 from harness.benchmark_cli import benchmark_app  # noqa: E402
 
 app.add_typer(benchmark_app, name="benchmark")
-
-
-# `harness benchmark build ...` lives in its own module (one job per module).
-from harness.benchmark_cli import benchmark_app  # noqa: E402
-
-app.add_typer(benchmark_app, name="benchmark")
