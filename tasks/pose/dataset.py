@@ -85,8 +85,8 @@ def person_records(coco: COCO, ann_file: Path, image_dir: Path, num_keypoints: i
             keypoints = np.asarray(ann.get("keypoints", []), dtype=np.float64)
             if keypoints.size != num_keypoints * 3:
                 raise DataError(
-                    f"{ann_file}: annotation {ann.get('id')} has {keypoints.size // 3} keypoints, "
-                    f"expected {num_keypoints}"
+                    f"{ann_file}: annotation {ann.get('id')} field 'keypoints' has "
+                    f"{keypoints.size // 3} keypoints, expected {num_keypoints}"
                 )
             keypoints = keypoints.reshape(num_keypoints, 3)
             if not np.isfinite(keypoints).all():

@@ -86,13 +86,47 @@ def has_covered_flags(coco_gt: COCO) -> bool:
 def visible_occluded_ap(
     coco_gt: COCO, predictions: list[dict], image_ids: list[int], sigmas: np.ndarray
 ) -> dict[str, float | None]:
-    """OKS AP over visible keypoints only and over occluded keypoints only (None without flags)."""
+    """OKS AP over visible keypoints only and over occluded keypoints only (None without flags).
+
+    A person with no keypoint of the kind is left out together with its prediction (the prediction with
+    its ann_id, or with detected boxes the one of highest OKS), so it is neither a miss nor a false positive.
+    """
     if not has_covered_flags(coco_gt):
         return {"AP_visible": None, "AP_occluded": None}
-    return {
-        f"AP_{keep}": oks_ap(split_dataset(coco_gt, keep), predictions, image_ids, sigmas)["AP"]
-        for keep in ("visible", "occluded")
-    }
+    owner = _prediction_owners(coco_gt, predictions, sigmas)
+    result = {}
+    for keep in ("visible", "occluded"):
+        split = split_dataset(coco_gt, keep)
+        chosen = [
+            p
+            for p, ann_id in zip(predictions, owner, strict=True)
+            if ann_id is None or split.anns[ann_id]["num_keypoints"] > 0
+        ]
+        result[f"AP_{keep}"] = oks_ap(split, chosen, image_ids, sigmas)["AP"]
+    return result
+
+
+def _prediction_owners(coco_gt: COCO, predictions: list[dict], sigmas: np.ndarray) -> list[int | None]:
+    """The ground-truth ann_id each prediction belongs to: its own ann_id, else the best-OKS person."""
+    kappa_sq = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    owners = []
+    for pred in predictions:
+        if pred.get("ann_id") in coco_gt.anns:
+            owners.append(pred["ann_id"])
+            continue
+        dt = np.asarray(pred["keypoints"], np.float64).reshape(-1, 3)
+        best, best_score = None, -1.0
+        for ann in coco_gt.imgToAnns.get(pred["image_id"], []):
+            gt = np.asarray(ann["keypoints"], np.float64).reshape(-1, 3)
+            labelled = gt[:, 2] > 0
+            if ann.get("iscrowd", 0) or not labelled.any():
+                continue
+            d_sq = ((gt[:, :2] - dt[:, :2]) ** 2).sum(axis=1)
+            score = float(np.exp(-d_sq / (2 * max(float(ann["area"]), 1e-9) * kappa_sq))[labelled].mean())
+            if score > best_score:
+                best, best_score = ann["id"], score
+        owners.append(best)
+    return owners
 
 
 # CrowdPose's crowd-index buckets (its paper: easy < 0.1 <= medium <= 0.8 < hard).

@@ -272,14 +272,17 @@ class PoseTask(Task):
     def datasets(self, *, seed: int, occlusion: OcclusionPlan):
         s = self.settings
         (train_ann, train_images), (val_ann, val_images) = self._source_files(seed)
-        library = self.patch_library(
-            *self._patch_source(train_ann, train_images), occlusion.max_patches, occlusion.val_seed
-        )
         fmt = "mpii" if s.dataset == "mpii" else "coco"
         common = {"input_size": tuple(s.input_size), "sigma": s.sigma, "spec": self.spec}
         head_boxes = None
         if fmt == "mpii":
             head_boxes = self._head_boxes(s.root, s.head_boxes, val_ann, "data.head_boxes")
+        patch_ann, patch_images = self._patch_source(train_ann, train_images)
+        if not patch_ann.is_file():
+            raise DataError(
+                f"data.patch_root: person keypoints json {patch_ann} not found (patches are cut from it)"
+            )
+        library = self.patch_library(patch_ann, patch_images, occlusion.max_patches, occlusion.val_seed)
         twins = None
         if occlusion.train is not None:
             twins = TwinSource(library, occlusion.train, self.spec.anchors)
