@@ -58,7 +58,9 @@ def test_wrong_keypoint_count_names_file_and_annotation(tmp_path, coco_fixture):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))
     with pytest.raises(
-        DataError, match=rf"bad.json: annotation {data['annotations'][0]['id']} has 16 keypoints, expected 17"
+        DataError,
+        match=rf"bad.json: annotation {data['annotations'][0]['id']} field 'keypoints' has 16 keypoints, "
+        "expected 17",
     ):
         CocoKeypoints(bad, image_dir)
 
