@@ -137,7 +137,11 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b=c` strings; values are parsed as YAML (`1e-3`, `[1, 2]`, `null`, `true`)."""
+    """Apply `a.b=c` strings; values are parsed as YAML (`1e-3`, `[1, 2]`, `null`, `true`).
+
+    A mapping value merges into an existing section like `_base_` does (`data={dataset: mpii, root: x}`
+    changes two keys and keeps the rest), so one sweep axis can switch several keys at once.
+    """
     tree = copy.deepcopy(tree)
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -154,6 +158,8 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {key}: '{part}' is a value, not a section")
             node = child
+        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+            value = deep_merge(node[parts[-1]], value)
         node[parts[-1]] = value
     return tree
 

@@ -86,3 +86,18 @@ def test_hash_is_stable_and_tracks_numbers_not_paths():
     changed = load_config(CONFIG_ROOT / "pose/default.yaml", ["optim.lr=0.5"])
     assert base.hash() == same.hash() == moved.hash()
     assert base.hash() != changed.hash()
+
+
+def test_mapping_override_merges_into_the_section():
+    cfg = load_config(CONFIG_ROOT / "pose/default.yaml", ['data={"sigma": 3.0, "flip": false}'])
+    assert cfg.data["sigma"] == 3.0 and cfg.data["flip"] is False
+    assert cfg.data["input_size"] == [128, 96]  # untouched keys survive
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in CONFIG_ROOT.rglob("*.yaml") if "_base_" not in p.parts and "sweeps" not in p.parts),
+)
+def test_every_shipped_config_validates(path):
+    cfg = load_config(path)
+    assert cfg.task in {"pose", "face_alignment", "face_recognition"}

@@ -125,3 +125,24 @@ def test_four_trial_sweep_with_retry_and_failure(
     )
     with capsys.disabled():
         print(f"\n4-trial sweep: wall {wall:.1f} s, sum of the ok trials' run times {trial_seconds:.0f} s")
+
+
+def test_paper_grid_covers_c_coco_c_mpii_ochuman_and_every_trial_validates():
+    from harness.config import load_config
+
+    spec, base = load_sweep(CONFIG_ROOT / "sweeps" / "paper_pose.yaml")
+    trials = expand(spec)
+    assert len(trials) == 3 * 3 * 4 * 3
+    configs = [load_config(base, overrides) for overrides in trials]
+    benchmarks = {
+        (c.data["dataset"], c.data["occluded_root"], tuple(e["name"] for e in c.data["extra_val"]))
+        for c in configs
+    }
+    assert benchmarks == {
+        ("coco", "/data/c-coco", ()),
+        ("mpii", "/data/c-mpii", ()),
+        ("coco", None, ("ochuman_val", "ochuman_test")),
+    }
+    mpii = next(c for c in configs if c.data["dataset"] == "mpii")
+    assert mpii.data["input_size"] == [256, 256] and mpii.data["train_split"] == "train"
+    assert {c.method for c in configs} == {"clean", "occ_aug", "distill", "dslope"}

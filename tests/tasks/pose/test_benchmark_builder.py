@@ -160,3 +160,24 @@ def test_severity_levels_are_ordered():
     assert [s.patches_per_person[1] for s in settings] == sorted(s.patches_per_person[1] for s in settings)
     with pytest.raises(DataError, match="--severity"):
         severity_settings(7)
+
+
+def test_a_runs_occluded_val_is_the_c_coco_build_of_the_same_seed(coco_root, coco_fixture, tmp_path):
+    """Default occlusion settings + val_seed 0 give the images `benchmark build c-coco --seed 0` writes."""
+    from harness.config import CONFIG_ROOT, load_config
+    from harness.run import occlusion_plan
+    from tasks.pose.task import PoseSettings, PoseTask
+
+    cfg = load_config(CONFIG_ROOT / "pose" / "c-coco_hrnet-w32_256x192.yaml")
+    settings = PoseSettings(**{**cfg.data, "root": str(coco_root), "train_split": "val2017"})
+    task = PoseTask(settings, cache_dir=tmp_path / "cache")
+    _, splits = task.datasets(seed=0, occlusion=occlusion_plan(cfg, needs_twin=False))
+    assert build_c_coco(coco_root, tmp_path / "built", coco_fixture).exit_code == 0
+    on_the_fly = splits["occluded_val"].image_dir
+    assert tree_bytes(on_the_fly) == tree_bytes(tmp_path / "built" / "val2017")
+    # ... and pointing data.occluded_root at the build uses it directly.
+    task = PoseTask(
+        settings.model_copy(update={"occluded_root": str(tmp_path / "built")}), cache_dir=tmp_path / "c"
+    )
+    _, splits = task.datasets(seed=0, occlusion=occlusion_plan(cfg, needs_twin=False))
+    assert splits["occluded_val"].image_dir == tmp_path / "built" / "val2017"
