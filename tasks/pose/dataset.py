@@ -133,6 +133,7 @@ class TopDownKeypoints(Dataset):
 
     heatmap_stride = 4
     box_source = "ground_truth"
+    image_field = "file_name"  # the annotation field naming an image, for error messages
 
     def __init__(
         self,
@@ -155,6 +156,12 @@ class TopDownKeypoints(Dataset):
         if not self.records:
             why = f"max_persons={max_persons} keeps none of {found} usable persons" if found else empty_reason
             raise DataError(f"{self.ann_file}: no person left after filtering ({why})")
+        missing = sorted({r.image_path for r in self.records if not r.image_path.is_file()})
+        if missing:
+            raise DataError(
+                f"{self.ann_file}: image {missing[0].name} (field {self.image_field}) not found in "
+                f"{missing[0].parent} ({len(missing)} image(s) missing)"
+            )
         self.input_size = tuple(input_size)
         self.heatmap_size = (
             self.input_size[0] // self.heatmap_stride,
@@ -378,6 +385,8 @@ class MpiiKeypoints(TopDownKeypoints):
         head_boxes: (N, 2, 2) head boxes in list order, needed to score (None for training).
         **kwargs: see `TopDownKeypoints`.
     """
+
+    image_field = "image"
 
     def __init__(self, ann_file: Path, image_dir: Path, *, head_boxes: np.ndarray | None = None, **kwargs):
         from tasks.pose.keypoints import MPII_LAYOUT

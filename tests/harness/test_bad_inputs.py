@@ -76,7 +76,7 @@ DATA_CASES = [
     (
         "wrong keypoint count",
         lambda c, t: _edit_annotations(c, lambda d: d["annotations"][0].update(keypoints=[1, 1, 2] * 16)),
-        "annotation 1 has 16 keypoints, expected 17",
+        "annotation 1 field 'keypoints' has 16 keypoints, expected 17",
     ),
     (
         "empty after filtering",

@@ -84,6 +84,8 @@ def test_unreadable_image_is_named(tmp_path, coco_fixture):
     data = json.loads(ann_file.read_text())
     name = data["images"][0]["file_name"]
     (tmp_path / name).write_bytes(b"not a jpeg")
+    for info in data["images"][1:]:
+        (tmp_path / info["file_name"]).symlink_to(image_dir / info["file_name"])
     dataset = CocoKeypoints(ann_file, tmp_path)
     with pytest.raises(DataError, match=f"{name} is unreadable"):
         dataset[0]

@@ -334,3 +334,43 @@ def test_coco_v1_counts_as_occluded_and_splits_add_up(coco_fixture):
     assert stats["AP_visible"] == pytest.approx(1.0) and stats["AP_occluded"] == pytest.approx(1.0)
     noisy = dataset.evaluate(predictions)
     assert noisy["AP_visible"] is not None and noisy["AP_occluded"] is not None
+
+
+def test_dslope_on_mpii_through_the_engine_records_pckh(mpii_root, coco_root, tmp_path):
+    """Two D-Slope steps on the MPII fixture: records carry PCKh with its direction and the box source."""
+    from harness.config import CONFIG_ROOT, load_config
+    from harness.run import run_experiment
+
+    overrides = [
+        "method=dslope",
+        "data.dataset=mpii",
+        f"data.root={mpii_root}",
+        f"data.head_boxes={mpii_root / 'annot' / 'head_boxes.json'}",
+        f"data.patch_root={coco_root}",
+        "data.patch_split=val2017",
+        "data.input_size=[64,64]",
+        "model.backbone=hrnet_w18_small",
+        "train.batch_size=2",
+        "train.max_steps=2",
+        "train.num_workers=0",
+        "occlusion.max_patches=40",
+        f"output.work_dir={tmp_path / 'work'}",
+        f"output.results_dir={tmp_path / 'results'}",
+    ]
+    outcome = run_experiment(load_config(CONFIG_ROOT / "pose" / "default.yaml", overrides))
+    enet = {r.split: r for r in outcome.records if r.network == "enet"}
+    assert set(enet) == {"clean_val", "occluded_val"}
+    assert enet["clean_val"].dataset == "mpii" and "PCKh" in enet["clean_val"].metrics
+    assert enet["clean_val"].higher_is_better["PCKh"] is True
+    assert 0.0 <= enet["clean_val"].metrics["PCKh"] <= 100.0
+    assert enet["occluded_val"].metrics["PCKh_occluded"] is not None
+    assert enet["clean_val"].data["keypoint_layout"] == "mpii"
+
+
+def test_images_missing_from_the_root_are_named(mpii_root, coco_root):
+    (coco_root / "val2017" / "000000196141.jpg").unlink()
+    with pytest.raises(DataError, match=r"image 000000196141.jpg \(field file_name\) not found in .*val2017"):
+        CocoKeypoints(coco_root / "annotations" / "person_keypoints_val2017.json", coco_root / "val2017")
+    (mpii_root / "images" / "005808361.jpg").unlink()
+    with pytest.raises(DataError, match=r"image 005808361.jpg \(field image\) not found"):
+        MpiiKeypoints(mpii_root / "annot" / "valid.json", mpii_root / "images")
