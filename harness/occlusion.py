@@ -308,6 +308,7 @@ def occluded_twin(
     *,
     anchors: Sequence[int],
     settings: OcclusionSettings,
+    part_anchors: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paste body-part patches over a person's joints: the occluded twin of `image`.
 
@@ -323,6 +324,9 @@ def occluded_twin(
         anchors: keypoint indices a patch may be centred on; a random labelled one is used per patch, the
             box centre when none is labelled.
         settings: clean fraction, patch count, size and rotation ranges.
+        part_anchors: optional part name -> keypoint indices, for patches that belong somewhere (sunglasses
+            on the eyes): a patch of a listed part is centred on one of its own labelled anchors instead.
+            The rng draws are the same either way.
 
     Returns:
         (twin, covered): a new (H, W, 3) uint8 array, and a (K,) bool array that is True for each keypoint
@@ -350,7 +354,12 @@ def occluded_twin(
         raise DataError("occluded_twin: the patch library is empty")
 
     height, width = image.shape[:2]
-    labelled = [a for a in anchors if 0 <= a < len(keypoints) and keypoints[a, 2] > 0]
+
+    def labelled_of(indices: Sequence[int]) -> list[int]:
+        return [a for a in indices if 0 <= a < len(keypoints) and keypoints[a, 2] > 0]
+
+    labelled = labelled_of(anchors)
+    labelled_by_part = {part: labelled_of(indices) for part, indices in (part_anchors or {}).items()}
     bx, by, bw, bh = (float(v) for v in box)
     longer = max(bw, bh)
     # Keypoints that can be covered: labelled and (rounded) inside the image.
@@ -364,8 +373,9 @@ def occluded_twin(
         patch = library[int(rng.integers(len(library)))]
         side = max(4.0, rng.uniform(*settings.size_range) * longer)
         angle = rng.uniform(-settings.max_rotation, settings.max_rotation)
-        if labelled:
-            x, y = keypoints[labelled[int(anchor_draw * len(labelled))], :2]
+        candidates = labelled_by_part.get(patch.part) or labelled
+        if candidates:
+            x, y = keypoints[candidates[int(anchor_draw * len(candidates))], :2]
         else:
             x, y = bx + bw / 2, by + bh / 2
         pasted = _place(patch.rgba, side, angle, float(x), float(y), height, width)

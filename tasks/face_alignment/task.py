@@ -1,0 +1,330 @@
+"""Face alignment as a task: COFW / WFLW / 300W (mmpose's COCO-style json) or embedded synthetic faces,
+a landmark heatmap head, NME / FR@0.1 / AUC@0.1 and NME on visible vs. occluded landmarks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from harness.errors import ConfigError, DataError
+from harness.occlusion import PatchLibrary
+from harness.registry import TASKS
+from harness.task import Metric, OcclusionPlan, Task
+from tasks.face_alignment import (
+    backbones,  # noqa: F401  (registers hrnetv2_* and fan*)
+    codec,
+)
+from tasks.face_alignment.dataset import Augmentation, FaceLandmarks, TwinSource
+from tasks.face_alignment.head import LandmarkHead
+from tasks.face_alignment.landmarks import COFW, LAYOUTS, Layout
+from tasks.face_alignment.metrics import landmark_metrics
+from tasks.face_alignment.occluded_val import build_occluded_split, file_digest, images_digest
+from tasks.face_alignment.occluders import face_patch_library
+
+# mmpose's file names under <root>/annotations/: (train, clean val, {extra split: file}).
+_WFLW_SUBSETS = ("largepose", "expression", "illumination", "makeup", "occlusion", "blur")
+SOURCE_FILES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "cofw": ("cofw_train.json", "cofw_test.json", {}),
+    "wflw": (
+        "face_landmarks_wflw_train.json",
+        "face_landmarks_wflw_test.json",
+        {f"wflw_{name}": f"face_landmarks_wflw_test_{name}.json" for name in _WFLW_SUBSETS},
+    ),
+    "300w": (
+        "face_landmarks_300w_train.json",
+        "face_landmarks_300w_valid.json",  # "full" = common + challenge
+        {
+            "300w_common": "face_landmarks_300w_valid_common.json",
+            "300w_challenge": "face_landmarks_300w_valid_challenge.json",
+            "300w_test": "face_landmarks_300w_test.json",
+        },
+    ),
+}
+
+
+class FaceAlignmentSettings(BaseModel):
+    """The `data:` section of a face alignment config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Literal["synthetic", "cofw", "wflw", "300w"] = "synthetic"
+    root: str | None = None  # holds annotations/<mmpose json files> and the image folder
+    image_dir: str = "images"  # relative to root
+    train_file: str | None = None  # relative to root; default annotations/<mmpose's train file>
+    val_file: str | None = None  # the clean val split; default 300W full / COFW test / WFLW test
+    extra_splits: bool = True  # also score 300W common/challenge/test and WFLW's subsets when present
+    normalization: Literal["dataset", "pupils", "outer_eyes"] = "dataset"  # NME's distance
+    synthetic_train_images: int = 2000
+    synthetic_val_images: int = 200
+    synthetic_image_size: tuple[int, int] = (112, 112)
+    input_size: tuple[int, int] = (64, 64)  # (h, w); HRNet needs multiples of 32, FAN of 64
+    sigma: float = 1.5
+    padding: float = 1.25
+    scale_factor: float = 0.25
+    rotation_factor: float = 30.0
+    shift_factor: float = 0.05
+    flip: bool = True
+    flip_test: bool = True
+    max_train_faces: int | None = None
+    max_val_faces: int | None = None
+    cache_dir: str | None = None
+
+
+def _heatmap_mse(outputs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """0.5 * mean squared error of weighted heatmaps (HRNet's loss)."""
+    w = weight[:, :, None, None]
+    return 0.5 * torch.mean((outputs * w - target * w) ** 2)
+
+
+@TASKS.register("face_alignment")
+class FaceAlignmentTask(Task):
+    """Face landmark localisation with heatmaps.
+
+    Example:
+        >>> task = FaceAlignmentTask(FaceAlignmentSettings(synthetic_train_images=16))
+        >>> train, splits = task.datasets(seed=0, occlusion=plan)  # doctest: +SKIP
+    """
+
+    Settings = FaceAlignmentSettings
+    metrics = (
+        Metric("NME", higher_is_better=False),
+        Metric("FR@0.1", higher_is_better=False),
+        Metric("AUC@0.1", higher_is_better=True),
+        Metric("NME_visible", higher_is_better=False),
+        Metric("NME_occluded", higher_is_better=False),
+    )
+    primary_metric = "NME"
+
+    def __init__(self, settings: FaceAlignmentSettings, cache_dir: Path | None = None):
+        if cache_dir is None and settings.cache_dir:
+            cache_dir = Path(settings.cache_dir)
+        super().__init__(settings, cache_dir)
+        self.layout: Layout = COFW if settings.dataset == "synthetic" else LAYOUTS[settings.dataset]
+        self.norm_points = self._norm_points()
+        self._provenance: dict[str, Any] = {}
+        self._warnings: list[str] = []
+
+    def _norm_points(self) -> tuple[int, int]:
+        mode, layout = self.settings.normalization, self.layout
+        if mode == "dataset":
+            return layout.norm_points
+        if mode == "outer_eyes":
+            return layout.outer_eyes
+        if layout.pupils is None:
+            raise ConfigError(f"data.normalization: {layout.name} has no pupil landmarks; use outer_eyes")
+        return layout.pupils
+
+    @property
+    def dataset_name(self) -> str:
+        return "synthetic-cofw" if self.settings.dataset == "synthetic" else self.settings.dataset
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.settings.input_size)
+
+    @property
+    def cache_root(self) -> Path:
+        return self.cache_dir / "face_alignment"
+
+    def source_files(self, seed: int) -> tuple[tuple[Path, Path], tuple[Path, Path], dict[str, Path]]:
+        """((train json, images), (clean val json, images), {extra split: json}) for the configured data."""
+        s = self.settings
+        if s.dataset == "synthetic":
+            from tasks.face_alignment.synthetic import ensure_synthetic_faces
+
+            size = tuple(s.synthetic_image_size)
+            root = self.cache_root
+            train = ensure_synthetic_faces(
+                root, split="train", num_images=s.synthetic_train_images, seed=seed, image_size=size
+            )
+            val = ensure_synthetic_faces(
+                root, split="val", num_images=s.synthetic_val_images, seed=seed, image_size=size
+            )
+            return train, val, {}
+        if not s.root:
+            raise DataError(f"data.root: a {s.dataset} folder is required when data.dataset is '{s.dataset}'")
+        root = Path(s.root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"data.root: {s.dataset} folder not found: {root}")
+        images = root / s.image_dir
+        train_name, val_name, extra = SOURCE_FILES[s.dataset]
+        train = root / (s.train_file or f"annotations/{train_name}")
+        val = root / (s.val_file or f"annotations/{val_name}")
+        for what, path in (("data.train_file", train), ("data.val_file", val)):
+            if not path.is_file():
+                raise DataError(f"{what}: annotation file not found: {path}")
+        extras = {}
+        if s.extra_splits:
+            extras = {name: root / "annotations" / f for name, f in extra.items()}
+            extras = {name: path for name, path in extras.items() if path.is_file() and path != val}
+        return (train, images), (val, images), extras
+
+    def patch_library(self, max_patches: int, seed: int) -> PatchLibrary:
+        """Hands, objects, sunglasses and masks (cached next to the other generated data)."""
+        return face_patch_library(max_patches, seed, self.cache_root / "patches")
+
+    def datasets(self, *, seed: int, occlusion: OcclusionPlan):
+        s = self.settings
+        (train_ann, train_images), (val_ann, val_images), extra = self.source_files(seed)
+        library = self.patch_library(occlusion.max_patches, occlusion.val_seed)
+        common = {
+            "layout": self.layout,
+            "input_size": tuple(s.input_size),
+            "sigma": s.sigma,
+            "padding": s.padding,
+        }
+        twins = TwinSource(library, occlusion.train) if occlusion.train is not None else None
+        augmentation = Augmentation(
+            scale_factor=s.scale_factor,
+            rotation_factor=s.rotation_factor,
+            shift_factor=s.shift_factor,
+            flip=s.flip,
+        )
+        train = FaceLandmarks(
+            train_ann,
+            train_images,
+            augmentation=augmentation,
+            twins=twins,
+            seed=seed,
+            max_faces=s.max_train_faces,
+            **common,
+        )
+        clean = FaceLandmarks(val_ann, val_images, max_faces=s.max_val_faces, **common)
+        occ_ann, occ_images = build_occluded_split(
+            val_ann,
+            val_images,
+            self.cache_root / "occluded_val",
+            library=library,
+            settings=occlusion.val,
+            layout=self.layout,
+            seed=occlusion.val_seed,
+        )
+        splits = {
+            self.clean_split: clean,
+            self.occluded_split: FaceLandmarks(occ_ann, occ_images, max_faces=s.max_val_faces, **common),
+        }
+        for name, ann in extra.items():
+            splits[name] = FaceLandmarks(ann, val_images, max_faces=s.max_val_faces, **common)
+        if s.extra_splits:  # attribute flags written in-line (WFLW converted with its attribute columns)
+            for attribute in sorted({a for r in clean.records for a, v in r.attributes.items() if v}):
+                splits.setdefault(
+                    f"{self.layout.name}_{attribute}",
+                    FaceLandmarks(val_ann, val_images, attribute=attribute, **common),
+                )
+        self._provenance = {
+            "layout": self.layout.name,
+            "landmarks": self.layout.num_landmarks,
+            "nme_normalization": list(self.norm_points),
+            "train_annotations": str(train_ann),
+            "train_annotations_sha256": file_digest(train_ann),
+            "val_annotations_sha256": file_digest(val_ann),
+            "occluded_val_annotations_sha256": file_digest(occ_ann),
+            "occluded_val_images_sha256": images_digest(occ_ann, occ_images),
+            "patch_library_sha256": library.digest(),
+            "patch_parts": library.part_counts(),
+            "box_source": "ground_truth",
+            "skeleton": [list(pair) for pair in self.layout.skeleton],
+            "train_faces": len(train),
+            "skipped_boxes": train.skipped_boxes,
+            "extra_splits": sorted(set(splits) - {self.clean_split, self.occluded_split}),
+        }
+        if s.dataset == "synthetic":  # generated here, so cheap to hash
+            self._provenance["train_images_sha256"] = images_digest(train_ann, train_images)
+            self._provenance["val_images_sha256"] = images_digest(val_ann, val_images)
+        self._warnings = [
+            f"{data.ann_file}: skipped {data.skipped_boxes} face annotation(s) with a zero or negative "
+            "box size"
+            for data in (train, clean)
+            if data.skipped_boxes
+        ]
+        return train, splits
+
+    def data_warnings(self) -> list[str]:
+        return list(self._warnings)
+
+    def provenance(self) -> dict[str, Any]:
+        return dict(self._provenance)
+
+    def head(self, in_channels: int, in_stride: int) -> nn.Module:
+        return LandmarkHead(in_channels, in_stride, self.layout.num_landmarks)
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        return _heatmap_mse(outputs.float(), batch["target"], batch["target_weight"])
+
+    def predict(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        images = batch["image"]
+        heatmaps = model(images).float()
+        if self.settings.flip_test:
+            flipped = model(images.flip(-1)).float()
+            heatmaps = 0.5 * (heatmaps + codec.flip_heatmaps(flipped, self.layout.flip_pairs))
+        coords, maxvals = codec.decode_heatmaps(heatmaps)
+        coords = codec.heatmap_to_input(coords.cpu().numpy().astype(np.float64), LandmarkHead.out_stride)
+        maxvals = maxvals.cpu().numpy()
+        meta = batch["meta"]
+        predictions = []
+        for i in range(len(coords)):
+            matrix = codec.crop_affine(
+                meta["center"][i].cpu().numpy(),
+                meta["size"][i].cpu().numpy(),
+                float(meta["rotation"][i]),
+                tuple(self.settings.input_size),
+            )
+            points = codec.apply_affine(coords[i], codec.invert_affine(matrix))
+            keypoints = np.concatenate([points, maxvals[i][:, None]], axis=1)
+            predictions.append(
+                {
+                    "image_id": int(meta["image_id"][i]),
+                    "ann_id": int(meta["ann_id"][i]),
+                    "keypoints": [round(float(v), 3) for v in keypoints.reshape(-1)],
+                }
+            )
+        return predictions
+
+    def evaluate(self, predictions: list[dict[str, Any]], dataset: FaceLandmarks) -> dict[str, float]:
+        by_ann = {p["ann_id"]: p for p in predictions}
+        records = [r for r in dataset.records if r.ann_id in by_ann]
+        if not records:
+            return {m.name: None for m in self.metrics}
+        gt = np.stack([r.landmarks[:, :2] for r in records])
+        pred = np.stack([np.asarray(by_ann[r.ann_id]["keypoints"]).reshape(-1, 3)[:, :2] for r in records])
+        a, b = self.norm_points
+        norm = np.linalg.norm(gt[:, a] - gt[:, b], axis=1)
+        labelled = np.stack([r.landmarks[:, 2] > 0 for r in records])
+        degenerate = [
+            r.ann_id
+            for r, d, ok in zip(records, norm, labelled, strict=True)
+            if d <= 0 or not ok[[a, b]].all()
+        ]
+        if degenerate:
+            raise DataError(
+                f"{dataset.ann_file}: annotation {degenerate[0]} has no usable NME distance between "
+                f"landmarks {a} and {b} (unlabelled or coincident)"
+            )
+        occluded = np.stack([r.occluded for r in records])
+        stats = landmark_metrics(pred, gt, labelled, occluded, norm, threshold=0.1)
+        return {m.name: stats[m.name] for m in self.metrics}
+
+    def showcase(
+        self, predictions: list[dict[str, Any]], dataset: FaceLandmarks, count: int = 8
+    ) -> list[dict]:
+        """Predictions of the first `count` faces (a fixed set) with image path, box and ground truth."""
+        by_ann = {p["ann_id"]: p for p in predictions}
+        chosen = []
+        for record in dataset.records:
+            if record.ann_id in by_ann and len(chosen) < count:
+                chosen.append(
+                    {
+                        "image": str(record.image_path.resolve()),
+                        "image_id": record.image_id,
+                        "ann_id": record.ann_id,
+                        "box": [round(float(v), 2) for v in record.box],
+                        "ground_truth": [round(float(v), 2) for v in record.landmarks.reshape(-1)],
+                        "prediction": by_ann[record.ann_id]["keypoints"],
+                    }
+                )
+        return chosen
