@@ -205,6 +205,12 @@ def report(
     )
     for note in summary.notes:
         typer.echo(f"  {note}")
+    for text in summary.markdown:
+        typer.echo("\n" + text.rstrip())
+    if summary.verdicts:
+        typer.echo("\nVerdicts (paired over seeds; from the records above):")
+        for line in summary.verdicts:
+            typer.echo(f"  {line}")
 
 
 @app.command()

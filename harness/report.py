@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ConfigError, DataError
+from harness.verdict import paired_verdicts
 
 FORMATS = ("md", "tex", "csv")
 FILTER_FIELDS = (
@@ -81,6 +82,8 @@ class ReportSummary:
     tables: list[Path] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    markdown: list[str] = field(default_factory=list)  # the tables, for the terminal
+    verdicts: list[str] = field(default_factory=list)  # D-Slope minus each baseline, paired over seeds
 
 
 @dataclass
@@ -959,6 +962,12 @@ def generate_report(
     summary.failed = [r for r in records if r.get("status") != "ok"]
     tables = build_tables(records, evaluated, summary.notes)
     summary.tables = write_tables(tables, summary.failed, out_dir / "tables", formats)
+    summary.markdown = [to_markdown(t) for t in tables]
+    verdicts = paired_verdicts(records, lambda r: _is_evaluated(r, evaluated), _variant)
+    summary.verdicts = [v.text() for v in verdicts]
+    if summary.verdicts:
+        (out_dir / "tables" / "verdicts.md").write_text("".join(f"- {line}\n" for line in summary.verdicts))
+        summary.tables.append(out_dir / "tables" / "verdicts.md")
     ok = [r for r in records if r.get("status") == "ok"]
     summary.figures = write_figures(tables, ok, evaluated, out_dir / "figures", summary.notes)
     return summary

@@ -347,3 +347,45 @@ def test_ablation_rows_by_differing_switches_and_variant_column(tmp_path):
         "method_args.dslope.feature_loss=false",
         "method_args.dslope.feature_loss=true",
     ]
+
+
+def test_report_prints_tables_and_a_paired_verdict_computed_from_the_records(tmp_path):
+    from scipy.stats import ttest_rel
+
+    _write(tmp_path, _pose_records())
+    result = runner.invoke(app, ["report", "--results", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    diffs = [d - c for d, c in zip(DSLOPE_AP["occluded_val"], CLEAN_AP["occluded_val"], strict=True)]
+    p = ttest_rel(DSLOPE_AP["occluded_val"], CLEAN_AP["occluded_val"]).pvalue
+    expected = (
+        f"pose/synthetic/hrnet_w32: dslope − clean on occluded_val AP: {statistics.mean(diffs):+.3f} ± "
+        f"{statistics.stdev(diffs):.3f} (paired over 3 seeds; dslope better, p={p:.3f})"
+    )
+    assert expected in result.output
+    assert "± " in result.output.split("Verdicts")[0]  # the mean ± std table is printed first
+    clean_line = next(line for line in result.output.splitlines() if "on clean_val AP" in line)
+    assert "no significant difference" in clean_line
+    assert expected in (tmp_path / "tables" / "verdicts.md").read_text()
+
+
+def test_verdict_respects_lower_is_better_and_single_seeds():
+    from harness.verdict import paired_verdicts
+
+    records = [
+        _record(
+            f"{m}-s{s}",
+            m,
+            "enet" if m == "dslope" else "net",
+            "occluded_val",
+            {"NME": v},
+            s,
+            task="face_alignment",
+        )
+        for m, values in (("dslope", [4.0, 4.1, 3.9]), ("occ_aug", [5.0, 5.3, 5.1]))
+        for s, v in enumerate(values)
+    ]
+    (verdict,) = paired_verdicts(records, lambda r: True, lambda r: {})
+    assert verdict.baseline == "occ_aug" and verdict.mean == pytest.approx(-1.133333, abs=1e-5)
+    assert "dslope better" in verdict.text()
+    (single,) = paired_verdicts(records[:1] + records[3:4], lambda r: True, lambda r: {})
+    assert single.text().endswith("paired over 1 seed; too few seeds to judge)")

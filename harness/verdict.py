@@ -1,0 +1,127 @@
+"""One-line verdicts from result records: D-Slope minus a baseline, paired over seeds, with a paired t-test.
+
+Why paired: runs of two methods with the same seed share the data order, the occluded val and the
+initial draw of the synthetic data, so seed-to-seed variation cancels in the difference. The verdict is
+computed from the numbers, whatever they are; it never assumes D-Slope wins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+CANDIDATE = "dslope"
+BASELINES = ("occ_aug", "clean")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    task: str
+    dataset: str
+    backbone: str
+    split: str
+    metric: str
+    candidate: str
+    baseline: str
+    differences: tuple[float, ...]  # candidate - baseline, one per shared seed
+    higher_is_better: bool
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.differences))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.differences, ddof=1)) if len(self.differences) > 1 else 0.0
+
+    @property
+    def p_value(self) -> float | None:
+        """Two-sided paired t-test p-value; None with fewer than two seeds or no spread at all."""
+        n = len(self.differences)
+        if n < 2 or self.std == 0.0:
+            return None
+        t = self.mean / (self.std / math.sqrt(n))
+        return float(2 * stats.t.sf(abs(t), df=n - 1))
+
+    def text(self) -> str:
+        n = len(self.differences)
+        head = (
+            f"{self.task}/{self.dataset}/{self.backbone}: {self.candidate} − {self.baseline} on {self.split} "
+            f"{self.metric}: {self.mean:+.3f} ± {self.std:.3f} (paired over {n} seed{'s' if n > 1 else ''}"
+        )
+        p = self.p_value
+        if p is None:
+            return head + "; too few seeds to judge)"
+        better = (self.mean > 0) == self.higher_is_better
+        if p < 0.05:
+            judgement = f"{self.candidate} {'better' if better else 'worse'}, p={p:.3f}"
+        else:
+            judgement = f"no significant difference, p={p:.3f}"
+        return f"{head}; {judgement})"
+
+
+def _primary(record: dict[str, Any]) -> str | None:
+    metrics = list(record.get("metrics") or {})
+    return "AP" if "AP" in metrics else (metrics[0] if metrics else None)
+
+
+def paired_verdicts(
+    records: list[dict[str, Any]],
+    is_evaluated: Callable[[dict[str, Any]], bool],
+    variant: Callable[[dict[str, Any]], dict[str, Any]],
+) -> list[Verdict]:
+    """Verdicts per (task, dataset, backbone, config variant, split) where D-Slope and a baseline share seeds.
+
+    Args:
+        records: result records (status ok ones are used).
+        is_evaluated: whether a record is of the network a method deploys (ENet, not GNet).
+        variant: the record's config minus what does not change a number (seeds pool within a variant).
+    """
+    groups: dict[tuple, dict[str, dict[int, float]]] = {}
+    directions: dict[tuple, bool] = {}
+    for r in records:
+        if r.get("status") != "ok" or not is_evaluated(r):
+            continue
+        metric = _primary(r)
+        value = (r.get("metrics") or {}).get(metric)
+        if metric is None or value is None:
+            continue
+        config = {k: v for k, v in variant(r).items() if k != "method" and not k.startswith("method_args")}
+        key = (
+            r.get("task"),
+            r.get("dataset"),
+            r.get("backbone"),
+            r.get("split"),
+            metric,
+            repr(sorted(config.items())),
+        )
+        groups.setdefault(key, {}).setdefault(r.get("method"), {})[int(r.get("seed", 0))] = float(value)
+        directions[key] = bool((r.get("higher_is_better") or {}).get(metric, True))
+    verdicts = []
+    for key, by_method in sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))):
+        if CANDIDATE not in by_method:
+            continue
+        for baseline in BASELINES:
+            seeds = sorted(set(by_method[CANDIDATE]) & set(by_method.get(baseline, {})))
+            if not seeds:
+                continue
+            task, dataset, backbone, split, metric, _ = key
+            verdicts.append(
+                Verdict(
+                    str(task),
+                    str(dataset),
+                    str(backbone),
+                    str(split),
+                    metric,
+                    CANDIDATE,
+                    baseline,
+                    tuple(by_method[CANDIDATE][s] - by_method[baseline][s] for s in seeds),
+                    directions[key],
+                )
+            )
+    return verdicts
