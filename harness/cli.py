@@ -267,8 +267,8 @@ def export(
 
 @app.command("list")
 def list_registered() -> None:
-    """List registered tasks, backbones and methods."""
-    from harness.registry import BACKBONES, METHODS, TASKS
+    """List registered tasks, backbones, methods and benchmark builders."""
+    from harness.registry import BACKBONES, BENCHMARKS, METHODS, TASKS
 
     table = Table(title="Registered")
     table.add_column("kind")
@@ -276,6 +276,7 @@ def list_registered() -> None:
     table.add_row("tasks", ", ".join(TASKS.names()))
     table.add_row("backbones", ", ".join(BACKBONES.names()) + ", timm:<any timm model>")
     table.add_row("methods", ", ".join(METHODS.names()))
+    table.add_row("benchmarks", ", ".join(BENCHMARKS.names()))
     Console().print(table)
 
 

@@ -31,7 +31,7 @@ def test_list_shows_registered_names():
         (["--set", "train.batchsize=2"], "unknown config key 'train.batchsize'"),
         (
             ["--set", "data.dataset=coco", "--set", "data.root=/no/such/coco"],
-            "COCO folder not found: /no/such/coco",
+            "data.root: folder not found: /no/such/coco",
         ),
     ],
 )
