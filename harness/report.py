@@ -100,6 +100,7 @@ class Table:
     reference_rows: set[int]
     provenance: pd.DataFrame  # key columns + run_id, seed, network, split, file
     failed: list[dict[str, Any]]
+    primary: str | None = None  # the primary metric the records declare (figures plot it)
 
     def best(self) -> set[tuple[int, int]]:
         """Cells to bold: per column the best mean (ties all bold) of ranked rows, in the declared direction.
@@ -378,6 +379,7 @@ def build_table(
         reference_rows=reference,
         provenance=provenance,
         failed=failed,
+        primary=_declared_primary(ok),
     )
 
 
@@ -669,15 +671,23 @@ def _save(fig, stem: Path) -> list[Path]:
     return [png, pdf]
 
 
-def _primary_metric(metrics: Iterable[str]) -> str | None:
-    """AP when the records have it, else the first metric they list."""
+def _primary_metric(metrics: Iterable[str], declared: str | None = None) -> str | None:
+    """The primary metric the records declare (their task's), else AP when present, else the first one."""
     names = list(metrics)
+    if declared in names:
+        return declared
     return "AP" if "AP" in names else (names[0] if names else None)
+
+
+def _declared_primary(records: list[dict[str, Any]]) -> str | None:
+    """The `primary_metric` the records agree on; None when none declares one or they differ."""
+    declared = {r.get("primary_metric") for r in records} - {None}
+    return next(iter(declared)) if len(declared) == 1 else None
 
 
 def figure_split_bars(table: Table, out: Path) -> list[Path]:
     """Grouped bars of the primary metric: one group per row, one bar per split (clean vs. occluded)."""
-    metric = _primary_metric(dict.fromkeys(m for _, m in table.columns))
+    metric = _primary_metric(dict.fromkeys(m for _, m in table.columns), table.primary)
     columns = [c for c, (_, m) in enumerate(table.columns) if m == metric]
     rows = [r for r in range(len(table.rows)) if any((r, c) in table.cells for c in columns)]
     if not rows:
@@ -717,7 +727,7 @@ def figure_severity(
     rows = []
     for r in records:
         severity = _severity(r)
-        metric = _primary_metric(r.get("metrics") or {})
+        metric = _primary_metric(r.get("metrics") or {}, r.get("primary_metric"))
         if severity is None or metric is None or not _is_evaluated(r, evaluated):
             continue
         line = f"{r.get('method')} · {r.get('backbone')} · {r.get('split')}"

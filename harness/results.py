@@ -44,6 +44,7 @@ class ResultRecord:
     status: str  # "ok", "failed" or "interrupted" (resumable: `harness run --resume`)
     metrics: dict[str, float] = field(default_factory=dict)
     higher_is_better: dict[str, bool] = field(default_factory=dict)
+    primary_metric: str | None = None  # the task's headline metric (report figures, verdicts, sweep summary)
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     config_hash: str = ""

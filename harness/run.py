@@ -259,6 +259,7 @@ def run_experiment(
             status=status,
             metrics=metrics or {},
             higher_is_better={n: task.metric(n).higher_is_better for n in names},
+            primary_metric=task.primary_metric,
             seed=cfg.seed,
             config=cfg.to_dict(),
             config_hash=cfg.hash(),

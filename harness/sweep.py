@@ -119,7 +119,7 @@ def run_trial(config: dict[str, Any]) -> None:
 
     cfg = load_config(Path(config["base"]), config["overrides"])
     outcome = run_experiment(cfg, callbacks=[TuneReport()])
-    final = {"run_id": outcome.run_id, "done": True}
+    final = {"run_id": outcome.run_id, "done": True, "primary_metric": outcome.records[0].primary_metric}
     for record in outcome.records:
         final.update({f"{record.network}/{record.split}/{k}": v for k, v in record.metrics.items()})
     tune.report(final)
@@ -225,6 +225,7 @@ def summarise(grid, trials: list[list[str]], base: Path, spec: SweepSpec) -> pd.
         else:
             metrics = result.metrics or {}
             row.update(status="ok", run_id=metrics.get("run_id"))
-            row.update({k: v for k, v in metrics.items() if k.count("/") == 2 and k.endswith("/AP")})
+            primary = metrics.get("primary_metric", "AP")  # the task's headline metric (pose: AP)
+            row.update({k: v for k, v in metrics.items() if k.count("/") == 2 and k.endswith(f"/{primary}")})
         rows.append(row)
     return pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)

@@ -66,7 +66,10 @@ class Verdict:
 
 
 def _primary(record: dict[str, Any]) -> str | None:
+    """The record's declared primary metric, else AP, else its first metric (records predating the field)."""
     metrics = list(record.get("metrics") or {})
+    if record.get("primary_metric") in metrics:
+        return record["primary_metric"]
     return "AP" if "AP" in metrics else (metrics[0] if metrics else None)
 
 

@@ -389,3 +389,33 @@ def test_verdict_respects_lower_is_better_and_single_seeds():
     assert "dslope better" in verdict.text()
     (single,) = paired_verdicts(records[:1] + records[3:4], lambda r: True, lambda r: {})
     assert single.text().endswith("paired over 1 seed; too few seeds to judge)")
+
+
+def test_declared_primary_metric_wins_over_the_first_listed():
+    """Records are written with sorted keys, so a face alignment record lists AUC@0.1 before NME; the record's
+    `primary_metric` (its task's) decides what verdicts and figures use."""
+    from harness.report import _declared_primary, _primary_metric
+    from harness.verdict import paired_verdicts
+
+    metrics = {"AUC@0.1": 0.6, "FR@0.1": 0.1, "NME": 0.05}
+    assert _primary_metric(metrics) == "AUC@0.1"  # a record predating the field: the first one
+    assert _primary_metric(metrics, "NME") == "NME"
+    records = [
+        _record(
+            f"{m}-s{s}",
+            m,
+            "enet" if m == "dslope" else "net",
+            "occluded_val",
+            {"AUC@0.1": 0.5, "NME": v},
+            s,
+            task="face_alignment",
+            primary_metric="NME",
+        )
+        for m, values in (("dslope", [0.040, 0.041, 0.039]), ("clean", [0.050, 0.053, 0.051]))
+        for s, v in enumerate(values)
+    ]
+    assert _declared_primary(records) == "NME"
+    assert _declared_primary([*records, _record("x", "clean", "net", "clean_val", {"AP": 1.0})]) == "NME"
+    assert _declared_primary([records[0], {**records[1], "primary_metric": "AUC@0.1"}]) is None
+    (verdict,) = paired_verdicts(records, lambda r: True, lambda r: {})
+    assert verdict.metric == "NME" and "dslope better" in verdict.text()
