@@ -1,7 +1,9 @@
 """The real COFW fixture (mmpose's COCO-style json), crop geometry, flip pairs and bad input."""
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,9 @@ from tasks.face_alignment import codec
 from tasks.face_alignment.dataset import Augmentation, FaceLandmarks, face_records, read_json
 from tasks.face_alignment.landmarks import COFW, W300, WFLW, flip_order
 from tasks.face_alignment.task import FaceAlignmentSettings, FaceAlignmentTask
-from tests.conftest import FIXTURES
+
+REPO = Path(__file__).resolve().parents[3]
+FIXTURES = Path(os.environ.get("HARNESS_FIXTURES", REPO.parent / "shared" / "fixtures"))
 
 COFW_DIR = FIXTURES / "cofw"
 COFW_JSON = COFW_DIR / "test_cofw.json"

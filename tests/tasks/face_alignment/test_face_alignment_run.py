@@ -1,14 +1,18 @@
 """`harness run --task face_alignment` end to end on tiny embedded data, and one-line errors on bad data."""
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.config import CONFIG_ROOT, load_config
-from tests.conftest import FIXTURES
+
+REPO = Path(__file__).resolve().parents[3]
+FIXTURES = Path(os.environ.get("HARNESS_FIXTURES", REPO.parent / "shared" / "fixtures"))
 
 runner = CliRunner()
 
