@@ -32,7 +32,7 @@ def pristine_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
-    from conftest import TINY_POSE
+    from tiny_pose import TINY_POSE
 
     base = tmp_path_factory.mktemp("trained")
     overrides = [*TINY_POSE, "method=clean", f"output.work_dir={base / 'work'}"]

@@ -78,7 +78,7 @@ def uninterrupted(tmp_path_factory):
 
 
 def _tiny(base: Path) -> list[str]:
-    from conftest import TINY_POSE
+    from tiny_pose import TINY_POSE
 
     return [*TINY_POSE, f"output.work_dir={base / 'work'}", f"output.results_dir={base / 'results'}"]
 
