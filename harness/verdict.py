@@ -50,9 +50,12 @@ class Verdict:
 
     def text(self) -> str:
         n = len(self.differences)
+        # Enough decimals for two significant digits of the smaller of the two (NME differences are ~1e-3).
+        scale = max(self.std, abs(self.mean) * 0.1, 1e-12)
+        d = max(3, 1 - math.floor(math.log10(scale)))
         head = (
             f"{self.task}/{self.dataset}/{self.backbone}: {self.candidate} − {self.baseline} on {self.split} "
-            f"{self.metric}: {self.mean:+.3f} ± {self.std:.3f} (paired over {n} seed{'s' if n > 1 else ''}"
+            f"{self.metric}: {self.mean:+.{d}f} ± {self.std:.{d}f} (paired over {n} seed{'s' * (n > 1)}"
         )
         p = self.p_value
         if p is None:
