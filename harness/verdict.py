@@ -7,6 +7,7 @@ computed from the numbers, whatever they are; it never assumes D-Slope wins.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ def paired_verdicts(
         is_evaluated: whether a record is of the network a method deploys (ENet, not GNet).
         variant: the record's config minus what does not change a number (seeds pool within a variant).
     """
-    groups: dict[tuple, dict[str, dict[int, float]]] = {}
+    groups: dict[tuple, dict[tuple[str, str], dict[int, float]]] = {}
     directions: dict[tuple, bool] = {}
     for r in records:
         if r.get("status") != "ok" or not is_evaluated(r):
@@ -106,28 +107,46 @@ def paired_verdicts(
             metric,
             repr(sorted(config.items())),
         )
-        groups.setdefault(key, {}).setdefault(r.get("method"), {})[int(r.get("seed", 0))] = float(value)
+        method = str(r.get("method"))
+        own = ((r.get("config") or {}).get("method_args") or {}).get(method) or {}
+        arm = (method, json.dumps(own, sort_keys=True))  # D-Slope with other weights is another arm
+        groups.setdefault(key, {}).setdefault(arm, {})[int(r.get("seed", 0))] = float(value)
         directions[key] = bool((r.get("higher_is_better") or {}).get(metric, True))
     verdicts = []
-    for key, by_method in sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))):
-        if CANDIDATE not in by_method:
-            continue
-        for baseline in BASELINES:
-            seeds = sorted(set(by_method[CANDIDATE]) & set(by_method.get(baseline, {})))
-            if not seeds:
-                continue
-            task, dataset, backbone, split, metric, _ = key
-            verdicts.append(
-                Verdict(
-                    str(task),
-                    str(dataset),
-                    str(backbone),
-                    str(split),
-                    metric,
-                    CANDIDATE,
-                    baseline,
-                    tuple(by_method[CANDIDATE][s] - by_method[baseline][s] for s in seeds),
-                    directions[key],
+    for key, arms in sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))):
+        candidates = {arm: seeds for arm, seeds in arms.items() if arm[0] == CANDIDATE}
+        labels = _arm_labels(list(candidates))
+        for arm, candidate_seeds in sorted(candidates.items(), key=lambda item: labels[item[0]]):
+            for baseline in BASELINES:
+                baseline_seeds: dict[int, float] = {}
+                for other, seeds in arms.items():
+                    if other[0] == baseline:
+                        baseline_seeds.update(seeds)
+                shared = sorted(set(candidate_seeds) & set(baseline_seeds))
+                if not shared:
+                    continue
+                task, dataset, backbone, split, metric, _ = key
+                verdicts.append(
+                    Verdict(
+                        str(task),
+                        str(dataset),
+                        str(backbone),
+                        str(split),
+                        metric,
+                        labels[arm],
+                        baseline,
+                        tuple(candidate_seeds[s] - baseline_seeds[s] for s in shared),
+                        directions[key],
+                    )
                 )
-            )
     return verdicts
+
+
+def _arm_labels(arms: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """'dslope', or 'dslope[enet_weight=0.0001]' naming the settings that differ when several arms exist."""
+    if len(arms) <= 1:
+        return {arm: arm[0] for arm in arms}
+    settings = {arm: json.loads(arm[1]) for arm in arms}
+    keys = sorted({k for s in settings.values() for k in s})
+    differing = [k for k in keys if len({json.dumps(s.get(k)) for s in settings.values()}) > 1]
+    return {arm: f"{arm[0]}[{', '.join(f'{k}={settings[arm].get(k)}' for k in differing)}]" for arm in arms}

@@ -419,3 +419,26 @@ def test_declared_primary_metric_wins_over_the_first_listed():
     assert _declared_primary([records[0], {**records[1], "primary_metric": "AUC@0.1"}]) is None
     (verdict,) = paired_verdicts(records, lambda r: True, lambda r: {})
     assert verdict.metric == "NME" and "dslope better" in verdict.text()
+
+
+def test_verdicts_keep_dslope_variants_apart():
+    """D-Slope runs with other imitation weights are another arm, each compared with the same baselines."""
+    from harness.verdict import paired_verdicts
+
+    records = []
+    for seed, (paper, light, clean) in enumerate(
+        ((0.40, 0.52, 0.50), (0.42, 0.55, 0.51), (0.41, 0.54, 0.49))
+    ):
+        for method, value, weight in (
+            ("dslope", paper, 1e-3),
+            ("dslope", light, 1e-4),
+            ("clean", clean, None),
+        ):
+            record = _record(f"{method}{weight}-s{seed}", method, "enet", "occluded_val", {"AP": value}, seed)
+            if weight is not None:
+                record["config"]["method_args"]["dslope"]["enet_weight"] = weight
+            records.append(record)
+    verdicts = {v.candidate: v for v in paired_verdicts(records, lambda r: True, lambda r: {})}
+    assert set(verdicts) == {"dslope[enet_weight=0.001]", "dslope[enet_weight=0.0001]"}
+    assert verdicts["dslope[enet_weight=0.001]"].mean == pytest.approx(-0.09)
+    assert verdicts["dslope[enet_weight=0.0001]"].mean == pytest.approx((0.02 + 0.04 + 0.05) / 3)
