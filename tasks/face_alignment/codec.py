@@ -15,19 +15,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-PADDING = 1.25
+# The crop geometry is pose's (same pixel-centre convention, same affine with the flip folded in): one copy,
+# re-exported here so face alignment code reads `codec.crop_affine` like pose does.
+from tasks.pose.codec import (  # noqa: F401
+    PADDING,
+    apply_affine,
+    crop_affine,
+    flip_heatmaps,
+    heatmap_to_input,
+    input_to_heatmap,
+    invert_affine,
+)
+from tasks.pose.codec import box_to_center_scale as box_to_center_size  # noqa: F401
+
+# The crop geometry is pose's (same pixel-centre convention, same affine with flip folded in): one copy.
+
 PIXEL_STD = 200.0  # mmpose / HRNet store a face's `scale` in units of 200 pixels
-
-
-def box_to_center_size(box, aspect_ratio: float, padding: float = PADDING) -> tuple[np.ndarray, np.ndarray]:
-    """Box [x, y, w, h] -> centre (2,) and crop size (2,) with aspect ratio w/h = `aspect_ratio`, padded."""
-    x, y, w, h = (float(v) for v in box)
-    center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float64)
-    if w > aspect_ratio * h:
-        h = w / aspect_ratio
-    else:
-        w = h * aspect_ratio
-    return center, np.array([w, h], dtype=np.float64) * padding
 
 
 def center_scale_to_box(center, scale: float) -> np.ndarray:
@@ -35,39 +38,6 @@ def center_scale_to_box(center, scale: float) -> np.ndarray:
     side = float(scale) * PIXEL_STD
     cx, cy = (float(v) for v in center)
     return np.array([cx - side / 2, cy - side / 2, side, side], dtype=np.float64)
-
-
-def crop_affine(
-    center: np.ndarray, size: np.ndarray, rotation: float, output_size: tuple[int, int], flip: bool = False
-) -> np.ndarray:
-    """2x3 matrix mapping image pixels to an (h, w) crop of `size` around `center`, rotated (degrees)."""
-    out_h, out_w = output_size
-    scale = out_w / float(size[0])
-    theta = np.deg2rad(rotation)
-    cos, sin = np.cos(theta) * scale, np.sin(theta) * scale
-    linear = np.array([[cos, sin], [-sin, cos]])
-    out_center = np.array([(out_w - 1) * 0.5, (out_h - 1) * 0.5])
-    matrix = np.hstack([linear, (out_center - linear @ np.asarray(center, dtype=np.float64))[:, None]])
-    if flip:
-        matrix = np.array([[-1.0, 0.0, out_w - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack([matrix, [0, 0, 1]])
-    return matrix
-
-
-def invert_affine(matrix: np.ndarray) -> np.ndarray:
-    return np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
-
-
-def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Transform (..., 2) points by a 2x3 matrix."""
-    return np.asarray(points, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
-
-
-def input_to_heatmap(points, stride: int):
-    return (points + 0.5) / stride - 0.5
-
-
-def heatmap_to_input(points, stride: int):
-    return (points + 0.5) * stride - 0.5
 
 
 def encode_heatmaps(
@@ -150,11 +120,3 @@ def decode_heatmaps(heatmaps: torch.Tensor, blur_sigma: float = 1.0) -> tuple[to
     off_y = torch.where(ok, off_y.clamp(-1, 1), torch.zeros_like(off_y))
     coords = torch.stack([x.reshape(-1) + off_x, y.reshape(-1) + off_y], dim=-1).reshape(n, k, 2)
     return coords, maxvals
-
-
-def flip_heatmaps(heatmaps: torch.Tensor, flip_pairs) -> torch.Tensor:
-    """Mirror (N, K, h, w) heatmaps of a flipped input back, swapping left/right channels."""
-    order = list(range(heatmaps.shape[1]))
-    for a, b in flip_pairs:
-        order[a], order[b] = b, a
-    return heatmaps.flip(-1)[:, order]
