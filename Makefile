@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench step-time clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,10 @@ lint: setup
 clean:
 	rm -rf work_dirs .pytest_cache
 
-# Performance targets P1-P5 (about 8 minutes on 2 cores), then step time per backbone x method.
+# Performance targets P1-P5 (about 13 minutes on 2 cores, 10 of them the three default jobs of P4).
 bench: setup
 	$(BIN)/python benchmarks/bench.py
+
+# Step time per backbone x method (about 1 minute on 2 cores).
+step-time: setup
 	$(BIN)/python benchmarks/step_time.py

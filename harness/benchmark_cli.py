@@ -54,9 +54,7 @@ def settings_from_options(schema, options: dict[str, str]):
         raise ConfigError(f"{flag}: {first['msg'].lower()}") from None
 
 
-@benchmark_app.command(
-    "build", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
+@benchmark_app.command("build", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def build(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Registered benchmark, e.g. c-coco or c-mpii."),

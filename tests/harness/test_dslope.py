@@ -51,6 +51,25 @@ def test_mimic_loss_is_sum_of_mses():
     assert mimic_loss(a, out_a, b, out_b, use_output=False).item() == pytest.approx(1.0)
 
 
+def test_dslope_step_gradients_match_two_separate_losses():
+    """The trainer's one backward of the summed loss moves each network as its own loss alone would."""
+    torch.manual_seed(0)
+    method = DSlope(build, sup_loss, DSlopeSettings(enet_weight=0.5, gnet_weight=0.05))
+    b = batch()
+    method.training_step(b)["loss"].backward()
+    got = [p.grad.clone() for p in [*method.gnet.parameters(), *method.enet.parameters()]]
+    for p in [*method.gnet.parameters(), *method.enet.parameters()]:
+        p.grad = None
+    out_g, out_e = method.gnet(b["image"]), method.enet(b["twin"])
+    feat_g, feat_e = method.gnet.features, method.enet.features
+    loss_g = sup_loss(out_g, b) + 0.05 * mimic_loss(feat_g, out_g, feat_e, out_e)
+    loss_e = sup_loss(out_e, b) + 0.5 * mimic_loss(feat_e, out_e, feat_g, out_g)
+    (loss_g + loss_e).backward()
+    want = [p.grad for p in [*method.gnet.parameters(), *method.enet.parameters()]]
+    for have, expected in zip(got, want, strict=True):
+        torch.testing.assert_close(have, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_dslope_terms_match_hand_computation():
     torch.manual_seed(0)
     method = DSlope(build, sup_loss, DSlopeSettings(enet_weight=1e-3, gnet_weight=1e-5))
