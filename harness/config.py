@@ -57,7 +57,8 @@ class TrainConfig(Strict):
     batch_size: int = 32
     eval_batch_size: int = 64
     num_workers: int | None = None  # None: chosen from the CPU count
-    amp: bool = False  # mixed precision on CUDA
+    amp: bool = False  # mixed precision (harness/precision.py)
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"  # float16: CUDA only, with a grad scaler
     eval_every: int = 0  # score the clean val split every N epochs (0: only at the end)
     log_every: int = 10
 

@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from harness.callbacks import make_progress
+from harness.precision import Precision
 from harness.task import Task
 from harness.trainer import ignore_interrupts, to_device
 
@@ -21,7 +22,7 @@ def evaluate_split(
     device: torch.device,
     batch_size: int,
     num_workers: int = 0,
-    amp: bool = False,
+    precision: Precision | None = None,
     description: str = "eval",
     console: Console | None = None,
     show_progress: bool = True,
@@ -48,7 +49,7 @@ def evaluate_split(
     with progress:
         job = progress.add_task(description, total=len(dataset), info="")
         for batch in loader:
-            with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+            with (precision or Precision(device.type, None)).autocast():
                 predictions += task.predict(model, to_device(batch, device))
             progress.advance(job, len(batch["image"]))
     model.train(was_training)

@@ -30,6 +30,7 @@ from harness.evaluation import evaluate_split
 from harness.io import ensure_writable
 from harness.model import TaskModel
 from harness.occlusion import OcclusionSettings
+from harness.precision import Precision
 from harness.registry import METHODS, TASKS
 from harness.results import (
     ResultRecord,
@@ -161,6 +162,7 @@ def run_experiment(
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available here")
+    precision = Precision.resolve(cfg.train.amp, cfg.train.amp_dtype, device)
 
     # Build: task, method (its networks come from the model factory).
     seed_everything(cfg.seed)
@@ -213,7 +215,7 @@ def run_experiment(
             device=device,
             batch_size=cfg.train.eval_batch_size,
             num_workers=workers,
-            amp=cfg.train.amp,
+            precision=precision,
             description=f"eval {network} on {split}",
             console=console,
             show_progress=show_progress,
@@ -230,7 +232,7 @@ def run_experiment(
         device=device,
         epochs=cfg.train.epochs,
         max_steps=cfg.train.max_steps,
-        amp=cfg.train.amp,
+        precision=precision,
         seed=cfg.seed,
         tags={"task": cfg.task, "method": cfg.method, "backbone": cfg.model.backbone},
         callbacks=[
@@ -270,6 +272,7 @@ def run_experiment(
                 "images": trainer.state.images,
                 "train_seconds": round(trainer.state.train_seconds, 2),
                 "device": str(device),
+                "precision": precision.name,
                 "steps_per_second": round(trainer.state.step / max(trainer.state.train_seconds, 1e-9), 4),
             },
             versions=package_versions(),

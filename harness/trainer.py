@@ -26,6 +26,7 @@ from harness.callbacks import Callback
 from harness.errors import CheckpointError, RunInterrupted, TrainingError
 from harness.io import atomic_torch_save, safe_torch_load
 from harness.methods.base import Method
+from harness.precision import Precision
 
 
 @dataclass
@@ -112,7 +113,7 @@ class Trainer:
         device: where training runs.
         epochs: epochs to train.
         max_steps: stop early after this many steps (None: no limit).
-        amp: float16 autocast with a grad scaler on CUDA; ignored on the CPU.
+        precision: autocast dtype (and grad scaler for float16); full precision when omitted.
         seed: seeds the per-epoch shuffle, so data order survives a resume.
         callbacks: checkpointing, logging, progress.
         tags: what the checkpoint belongs to (e.g. task, method, backbone); a checkpoint whose tags differ
@@ -132,7 +133,7 @@ class Trainer:
         device: torch.device,
         epochs: int,
         max_steps: int | None = None,
-        amp: bool = False,
+        precision: Precision | None = None,
         seed: int = 0,
         callbacks: list[Callback] | None = None,
         tags: dict[str, str] | None = None,
@@ -143,8 +144,8 @@ class Trainer:
         self.device = device
         self.epochs = epochs
         self.max_steps = max_steps
-        self.amp = amp and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
+        self.precision = precision or Precision(device.type, None)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.needs_scaler)
         self.seed = seed
         self.callbacks = callbacks or []
         self.tags = dict(tags or {})
@@ -244,7 +245,7 @@ class Trainer:
         )
 
     def _step(self, batch: dict[str, Any]) -> dict[str, float]:
-        with torch.autocast(self.device.type, enabled=self.amp):
+        with self.precision.autocast():
             terms = self.method.training_step(batch)
         loss = terms["loss"]
         value = float(loss.detach())

@@ -50,7 +50,7 @@ def test_two_step_run_writes_valid_records(method, tiny_pose_overrides, tmp_path
     ):
         assert field in record
     assert record["status"] == "ok" and record["config_hash"] == cfg.hash()
-    assert record["data"]["box_source"] == "ground_truth"
+    assert record["data"]["box_source"] == "ground_truth" and record["training"]["precision"] == "float32"
     assert record["curves"] and record["curves"][-1]["epoch"] == 1 and "train_loss" in record["curves"][-1]
     sample = record["samples"][0]
     assert len(sample["prediction"]) == len(sample["ground_truth"]) == 51
