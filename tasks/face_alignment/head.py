@@ -3,9 +3,9 @@ for deeper features (SimpleBaseline), so any backbone fits."""
 
 from __future__ import annotations
 
-import math
-
 from torch import nn
+
+from tasks.pose.head import deconv_layers, heatmap_output
 
 
 class LandmarkHead(nn.Module):
@@ -26,27 +26,11 @@ class LandmarkHead(nn.Module):
 
     def __init__(self, in_channels: int, in_stride: int, num_landmarks: int, deconv_channels: int = 128):
         super().__init__()
-        num_deconv = int(round(math.log2(in_stride / self.out_stride))) if in_stride > 4 else 0
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for _ in range(num_deconv):
-            layers += [
-                nn.ConvTranspose2d(channels, deconv_channels, 4, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(deconv_channels),
-                nn.ReLU(inplace=True),
-            ]
-            channels = deconv_channels
-        layers += [
-            nn.Conv2d(channels, channels, 1, bias=False),
-            nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True),
-        ]
+        layers = deconv_layers(in_channels, in_stride, deconv_channels, self.out_stride)
+        channels = deconv_channels if layers else in_channels
+        layers += [nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(True)]
         self.body = nn.Sequential(*layers)
-        self.final = nn.Conv2d(channels, num_landmarks, kernel_size=1)
-        # Near-zero initial heatmaps: training starts at the all-zero plateau instead of first spending
-        # hundreds of steps shrinking random outputs.
-        nn.init.normal_(self.final.weight, std=0.001)
-        nn.init.zeros_(self.final.bias)
+        self.final = heatmap_output(channels, num_landmarks)
 
     def forward(self, x):
         return self.final(self.body(x))

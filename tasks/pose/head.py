@@ -7,6 +7,30 @@ import math
 from torch import nn
 
 
+def deconv_layers(in_channels: int, in_stride: int, width: int, out_stride: int = 4) -> list[nn.Module]:
+    """log2(in_stride / out_stride) stride-2 deconv + BN + ReLU blocks (SimpleBaseline's upsampling)."""
+    count = int(round(math.log2(in_stride / out_stride))) if in_stride > out_stride else 0
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for _ in range(count):
+        layers += [
+            nn.ConvTranspose2d(channels, width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        ]
+        channels = width
+    return layers
+
+
+def heatmap_output(channels: int, num_maps: int) -> nn.Conv2d:
+    """The 1x1 conv to K heatmaps, initialised near zero (as HRNet and SimpleBaseline do): training starts
+    at the all-zero plateau instead of first spending hundreds of steps shrinking random outputs."""
+    final = nn.Conv2d(channels, num_maps, kernel_size=1)
+    nn.init.normal_(final.weight, std=0.001)
+    nn.init.zeros_(final.bias)
+    return final
+
+
 class HeatmapHead(nn.Module):
     """Reads a backbone feature of any stride >= 4 and outputs K heatmaps at stride 4.
 
@@ -21,22 +45,9 @@ class HeatmapHead(nn.Module):
 
     def __init__(self, in_channels: int, in_stride: int, num_keypoints: int, deconv_channels: int = 256):
         super().__init__()
-        num_deconv = int(round(math.log2(in_stride / self.out_stride))) if in_stride > 4 else 0
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for _ in range(num_deconv):
-            layers += [
-                nn.ConvTranspose2d(channels, deconv_channels, 4, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(deconv_channels),
-                nn.ReLU(inplace=True),
-            ]
-            channels = deconv_channels
+        layers = deconv_layers(in_channels, in_stride, deconv_channels, self.out_stride)
         self.upsample = nn.Sequential(*layers)
-        self.final = nn.Conv2d(channels, num_keypoints, kernel_size=1)
-        # Near-zero initial heatmaps (as HRNet and SimpleBaseline do): training starts at the all-zero
-        # plateau instead of first spending hundreds of steps shrinking random outputs.
-        nn.init.normal_(self.final.weight, std=0.001)
-        nn.init.zeros_(self.final.bias)
+        self.final = heatmap_output(deconv_channels if layers else in_channels, num_keypoints)
 
     def forward(self, x):
         return self.final(self.upsample(x))
