@@ -34,6 +34,7 @@ def evaluate_split(
 
     `show_progress=False` when called while another progress display is live (evaluation during training).
     """
+    precision = precision or Precision.full(device)
     was_training = model.training
     model.eval()
     loader = DataLoader(
@@ -49,7 +50,7 @@ def evaluate_split(
     with progress:
         job = progress.add_task(description, total=len(dataset), info="")
         for batch in loader:
-            with (precision or Precision(device.type, None)).autocast():
+            with precision.autocast():
                 predictions += task.predict(model, to_device(batch, device))
             progress.advance(job, len(batch["image"]))
     model.train(was_training)

@@ -23,8 +23,13 @@ class Precision:
     def resolve(cls, amp: bool, amp_dtype: str, device: torch.device) -> Precision:
         dtype = DTYPES[amp_dtype] if amp else None
         if dtype is torch.float16 and device.type != "cuda":
-            dtype = None
+            return cls.full(device)
         return cls(device.type, dtype)
+
+    @classmethod
+    def full(cls, device: torch.device) -> Precision:
+        """float32 throughout: what runs when no precision is given."""
+        return cls(device.type, None)
 
     @property
     def name(self) -> str:

@@ -144,7 +144,7 @@ class Trainer:
         self.device = device
         self.epochs = epochs
         self.max_steps = max_steps
-        self.precision = precision or Precision(device.type, None)
+        self.precision = precision or Precision.full(device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.needs_scaler)
         self.seed = seed
         self.callbacks = callbacks or []
