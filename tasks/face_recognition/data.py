@@ -42,6 +42,7 @@ class FaceImage:
     data: bytes | None = None
     landmarks: np.ndarray | None = None  # (5, 2) in source pixels, or None: already aligned
     where: str = ""  # how errors name it
+    label: int | None = None  # the identity, where the image carries it (a RecordIO record's header)
 
     def load(self) -> np.ndarray:
         if self.path is not None:
@@ -351,14 +352,16 @@ class FaceTrainSet(Dataset):
     """Aligned training faces with labels; the occluded twin when an occluder is given.
 
     Per sample and epoch the rng is (seed, epoch, index): the twin and the horizontal flip (applied to both
-    images, so they stay pixel-aligned) do not depend on worker scheduling.
+    images, so they stay pixel-aligned) do not depend on worker scheduling. `images` is any sequence of
+    `FaceImage` (a list, or a lazy RecordIO reader); `labels=None` takes each image's own `label`.
     """
 
     def __init__(
-        self, images: list[FaceImage], labels: np.ndarray, *, input_size: int, flip: bool = True,
+        self, images: Sequence[FaceImage], labels: np.ndarray | None, *, input_size: int, flip: bool = True,
         occluder=None, seed: int = 0,
     ):  # fmt: skip
-        self.images, self.labels = images, np.asarray(labels, dtype=np.int64)
+        self.images = images
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.input_size, self.flip, self.occluder, self.seed = input_size, flip, occluder, seed
         self.epoch = 0
 
@@ -370,6 +373,7 @@ class FaceTrainSet(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         face = self.images[index]
+        label = face.label if self.labels is None else self.labels[index]
         aligned, points = align(face.load(), face.landmarks)
         rng = np.random.default_rng((self.seed, self.epoch, index))
         twin = self.occluder(aligned, points, rng) if self.occluder is not None else None
@@ -378,7 +382,7 @@ class FaceTrainSet(Dataset):
             twin = twin[:, ::-1] if twin is not None else None
         sample = {
             "image": to_input(aligned, self.input_size),
-            "label": torch.tensor(self.labels[index]),
+            "label": torch.tensor(label, dtype=torch.int64),
             "meta": {"index": index},
         }
         if twin is not None:
