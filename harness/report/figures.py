@@ -1,0 +1,267 @@
+"""Figures (PNG + PDF, byte-identical across reruns): split bars, metric vs. severity, training curves and
+the qualitative grid.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.report.interpret import _is_evaluated, _primary_metric
+from harness.report.policy import _BASELINE_METHOD, _DSLOPE_METHOD
+from harness.report.records import _lookup
+from harness.report.tables import Table
+
+_QUALITATIVE_ROWS = 6
+# Without these, matplotlib stamps the date and its version into every file and reruns differ.
+_PNG_METADATA = {"Software": None}
+_PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
+_RC = {"svg.hashsalt": "dslope-harness", "font.size": 8}
+
+
+def _new_figure(width: float, height: float):
+    """A figure outside pyplot: the Agg canvas, no global state, no GUI backend picked up."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig, stem: Path) -> list[Path]:
+    """PNG and PDF with the timestamp and version metadata removed, so reruns give identical bytes."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    fig.savefig(png, dpi=150, metadata=_PNG_METADATA)
+    fig.savefig(pdf, metadata=_PDF_METADATA)
+    return [png, pdf]
+
+
+def figure_split_bars(table: Table, out: Path) -> list[Path]:
+    """Grouped bars of the primary metric: one group per row, one bar per split (clean vs. occluded)."""
+    metric = _primary_metric(dict.fromkeys(m for _, m in table.columns), table.primary)
+    columns = [c for c, (_, m) in enumerate(table.columns) if m == metric]
+    rows = [r for r in range(len(table.rows)) if any((r, c) in table.cells for c in columns)]
+    if not rows:
+        return []
+    fig = _new_figure(max(4.0, 1.1 * len(rows) + 1.5), 3.2)
+    ax = fig.add_subplot()
+    width = 0.8 / len(columns)
+    for i, c in enumerate(columns):
+        means = [table.cells.get((r, c), (math.nan, 0.0, 0))[0] for r in rows]
+        stds = [table.cells[r, c][1] if table.cells.get((r, c), (0, 0, 0))[2] > 1 else 0.0 for r in rows]
+        positions = [j + (i - (len(columns) - 1) / 2) * width for j in range(len(rows))]
+        ax.bar(positions, means, width, yerr=stds, capsize=2, label=table.columns[c][0])
+    labels = [
+        "\n".join(v for v, k in zip(table.rows[r], table.key_columns, strict=True) if k != "dataset")
+        for r in rows
+    ]
+    ax.set_xticks(range(len(rows)), labels)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{table.name}: {metric} per split (mean ± std over seeds)")
+    ax.legend()
+    return _save(fig, out / f"{table.name}_splits")
+
+
+def _severity(record: dict[str, Any]) -> float | None:
+    """The occlusion severity a record was scored at, wherever a task puts it; None when it has none."""
+    for path in ("severity", "config.occlusion.severity", "data.occlusion_severity", "data.severity"):
+        value = _lookup(record, path)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def figure_severity(
+    records: list[dict[str, Any]], evaluated: set[tuple[str, str]], out: Path, notes: list[str]
+) -> list[Path]:
+    """Primary metric vs. occlusion severity, a line per method/backbone/split; needs ≥ 2 severities."""
+    rows = []
+    for r in records:
+        severity = _severity(r)
+        metric = _primary_metric(r.get("metrics") or {}, r.get("primary_metric"))
+        if severity is None or metric is None or not _is_evaluated(r, evaluated):
+            continue
+        line = f"{r.get('method')} · {r.get('backbone')} · {r.get('split')}"
+        rows.append((str(r.get("task")), str(r.get("dataset")), metric, line, severity, r["metrics"][metric]))
+    frame = pd.DataFrame(rows, columns=["task", "dataset", "metric", "line", "severity", "value"])
+    if frame.severity.nunique() < 2:
+        notes.append("figure severity: the records carry fewer than 2 distinct occlusion severities, skipped")
+        return []
+    written = []
+    for (task, dataset, metric), group in frame.groupby(["task", "dataset", "metric"], sort=True):
+        if group.severity.nunique() < 2:
+            continue
+        fig = _new_figure(4.5, 3.2)
+        ax = fig.add_subplot()
+        for line, points in group.groupby("line", sort=True):
+            stats = points.groupby("severity")["value"].agg(["mean", "std"]).fillna(0.0)
+            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=2, label=line)
+        ax.set_xlabel("occlusion severity")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{task} · {dataset}: {metric} vs. occlusion severity")
+        ax.legend()
+        written += _save(fig, out / f"severity_{task}_{dataset}")
+    return written
+
+
+def figure_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Per run: training losses and validation metrics per epoch, from the record's `curves`."""
+    written = []
+    seen = set()
+    for r in records:
+        if r["run_id"] in seen or not r.get("curves"):
+            continue
+        seen.add(r["run_id"])
+        curves = r["curves"]
+        epochs = [c.get("epoch", i + 1) for i, c in enumerate(curves)]
+        keys = list(dict.fromkeys(k for c in curves for k in c))
+        losses = [k for k in keys if "loss" in k and not k.startswith("val_")]
+        vals = [k for k in keys if k.startswith("val_")]
+        panels = [(p, ks) for p, ks in (("loss", losses), ("validation", vals)) if ks]
+        if not panels:
+            continue
+        fig = _new_figure(4.0 * len(panels), 3.0)
+        for i, (label, names) in enumerate(panels):
+            ax = fig.add_subplot(1, len(panels), i + 1)
+            for name in names:
+                points = [
+                    (e, c[name]) for e, c in zip(epochs, curves, strict=True) if _is_number(c.get(name))
+                ]
+                if points:
+                    ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(label)
+            ax.legend()
+        fig.suptitle(f"{r['run_id']} · {r.get('method')} · {r.get('backbone')} · seed {r.get('seed')}")
+        written += _save(fig, out / "curves" / r["run_id"])
+    return written
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _showcase_record(
+    records: list[dict[str, Any]], method: str, evaluated: set[tuple[str, str]]
+) -> dict[str, Any] | None:
+    """The occluded-split record of `method`'s evaluated network with samples (lowest seed, then run id)."""
+    candidates = [
+        r
+        for r in records
+        if r.get("method") == method
+        and "occluded" in str(r.get("split"))
+        and r.get("samples")
+        and _is_evaluated(r, evaluated)
+    ]
+    return min(candidates, key=lambda r: (str(r.get("seed")), r["run_id"], r["_file"]), default=None)
+
+
+def figure_qualitative(
+    records: list[dict[str, Any]], evaluated: set[tuple[str, str]], out: Path, notes: list[str]
+) -> list[Path]:
+    """The paper's grid: occluded val crops, columns ground truth | baseline | D-Slope ENet; per backbone."""
+    written = []
+    groups = sorted({(str(r.get("task")), str(r.get("dataset")), str(r.get("backbone"))) for r in records})
+    for task, dataset, backbone in groups:
+        mine = [
+            r
+            for r in records
+            if (str(r.get("task")), str(r.get("dataset")), str(r.get("backbone")))
+            == (
+                task,
+                dataset,
+                backbone,
+            )
+        ]
+        baseline = _showcase_record(mine, _BASELINE_METHOD, evaluated)
+        dslope = _showcase_record(mine, _DSLOPE_METHOD, evaluated)
+        if baseline is None or dslope is None:
+            continue
+        theirs = {s.get("ann_id"): s for s in dslope["samples"]}
+        rows = [
+            (s, theirs[s.get("ann_id")])
+            for s in baseline["samples"]
+            if s.get("ann_id") in theirs and Path(str(s.get("image"))).is_file()
+        ][:_QUALITATIVE_ROWS]
+        if not rows:
+            notes.append(f"figure qualitative {task}/{dataset}/{backbone}: sample images missing, skipped")
+            continue
+        skeleton = (baseline.get("data") or {}).get("skeleton") or []
+        written += _draw_grid(
+            rows, skeleton, baseline, dslope, out / f"qualitative_{task}_{dataset}_{backbone}"
+        )
+    if not written and not any("figure qualitative" in n for n in notes):
+        notes.append("figure qualitative: no occluded-split samples of both clean and dslope runs, skipped")
+    return written
+
+
+def _draw_grid(rows, skeleton, baseline, dslope, stem: Path) -> list[Path]:
+    from matplotlib.image import imread
+
+    titles = [
+        "ground truth",
+        f"{_BASELINE_METHOD}\n{baseline['run_id']}",
+        f"{_DSLOPE_METHOD} {dslope.get('network')}\n{dslope['run_id']}",
+    ]
+    colours = ["tab:green", "tab:orange", "tab:blue"]
+    fig = _new_figure(6.0, 2.2 * len(rows))
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    for i, (ours, theirs) in enumerate(rows):
+        image = imread(ours["image"])
+        x0, y0, x1, y1 = _crop(ours["box"], image.shape[1], image.shape[0])
+        for j, keypoints in enumerate((ours["ground_truth"], ours["prediction"], theirs["prediction"])):
+            ax = axes[i][j]
+            ax.imshow(image[y0:y1, x0:x1], extent=(x0, x1, y1, y0), cmap="gray")
+            _draw_skeleton(ax, keypoints, skeleton, colours[j], ground_truth=j == 0)
+            ax.set_xlim(x0, x1)
+            ax.set_ylim(y1, y0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(titles[j], fontsize=4)
+    return _save(fig, stem)
+
+
+def _crop(box: list[float], width: int, height: int, scale: float = 1.25) -> tuple[int, int, int, int]:
+    """The person box enlarged by `scale` about its centre, clipped to the image, in integer pixels."""
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    half_w, half_h = max(w, 1) * scale / 2, max(h, 1) * scale / 2
+    x0, y0 = max(0, int(math.floor(cx - half_w))), max(0, int(math.floor(cy - half_h)))
+    x1, y1 = min(width, int(math.ceil(cx + half_w))), min(height, int(math.ceil(cy + half_h)))
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+
+def _draw_skeleton(ax, flat: list[float], skeleton: list[list[int]], colour: str, ground_truth: bool) -> None:
+    """Joints and limbs from a flat [x, y, v|score] * K list; ground truth shows labelled joints (v > 0)."""
+    joints = [flat[i : i + 3] for i in range(0, len(flat) - 2, 3)]
+    shown = [not ground_truth or v > 0 for _, _, v in joints]
+    for a, b in skeleton:
+        if a < len(joints) and b < len(joints) and shown[a] and shown[b]:
+            ax.plot([joints[a][0], joints[b][0]], [joints[a][1], joints[b][1]], color=colour, linewidth=1)
+    xs = [x for (x, _, _), s in zip(joints, shown, strict=True) if s]
+    ys = [y for (_, y, _), s in zip(joints, shown, strict=True) if s]
+    ax.scatter(xs, ys, s=4, color=colour, zorder=3)
+
+
+def write_figures(
+    tables: list[Table],
+    ok: list[dict[str, Any]],
+    evaluated: set[tuple[str, str]],
+    out: Path,
+    notes: list[str],
+) -> list[Path]:
+    """Every figure the records allow; the ones they do not allow are skipped with a note."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        written = []
+        for table in tables:
+            if table.name != "ablation":
+                written += figure_split_bars(table, out)
+        written += figure_severity(ok, evaluated, out, notes)
+        written += figure_curves(ok, out)
+        written += figure_qualitative(ok, evaluated, out, notes)
+    return written

@@ -1,0 +1,99 @@
+"""Orchestration of `harness report`: load, filter, aggregate, write tables, verdicts and figures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.report.figures import write_figures
+from harness.report.interpret import _is_evaluated, _variant, evaluated_networks
+from harness.report.records import Filter, apply_filters, load_records
+from harness.report.tables import build_tables
+from harness.report.writers import to_markdown, write_tables
+from harness.verdict import paired_verdicts
+
+FORMATS = ("md", "tex", "csv")
+
+
+@dataclass
+class ReportSummary:
+    """What a report run read and wrote, for the CLI to print."""
+
+    results_dir: Path
+    records: int = 0  # records found, before filters
+    selected: int = 0  # records left after filters
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    markdown: list[str] = field(default_factory=list)  # the tables, for the terminal
+    verdicts: list[str] = field(default_factory=list)  # D-Slope minus each baseline, paired over seeds
+
+
+def parse_formats(text: str) -> list[str]:
+    """`md,tex,csv` (any subset, comma separated) to a list.
+
+    Raises:
+        ConfigError: an unknown format.
+    """
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ConfigError(
+            f"unknown report format '{','.join(unknown) or text}'; expected a subset of md,tex,csv"
+        )
+    return formats
+
+
+def generate_report(
+    results_dir: Path,
+    out_dir: Path | None = None,
+    formats: Iterable[str] = FORMATS,
+    filters: Iterable[Filter] = (),
+) -> ReportSummary:
+    """Regenerate every table and figure from `results_dir/runs/*.json` alone.
+
+    Args:
+        results_dir: the folder holding `runs/`.
+        out_dir: where `tables/` and `figures/` go; default `results_dir`.
+        formats: table formats, a subset of md, tex, csv.
+        filters: records must match all of them.
+
+    Returns:
+        What was read and written; `records == 0` when there was nothing to report (nothing is written).
+
+    Raises:
+        ConfigError: an unknown format or filter key.
+        DataError: an unreadable record.
+
+    Example:
+        >>> generate_report(Path("results"), filters=parse_filters(["method=dslope"]))  # doctest: +SKIP
+    """
+    results_dir = Path(results_dir)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir
+    formats = [f for f in FORMATS if f in set(formats)]
+    summary = ReportSummary(results_dir)
+    records = load_records(results_dir)
+    summary.records = len(records)
+    if not records:
+        return summary
+    evaluated = evaluated_networks(records)
+    records = apply_filters(records, list(filters))
+    summary.selected = len(records)
+    if not records:
+        return summary
+    summary.failed = [r for r in records if r.get("status") != "ok"]
+    tables = build_tables(records, evaluated, summary.notes)
+    summary.tables = write_tables(tables, summary.failed, out_dir / "tables", formats)
+    summary.markdown = [to_markdown(t) for t in tables]
+    verdicts = paired_verdicts(records, lambda r: _is_evaluated(r, evaluated), _variant)
+    summary.verdicts = [v.text() for v in verdicts]
+    if summary.verdicts:
+        (out_dir / "tables" / "verdicts.md").write_text("".join(f"- {line}\n" for line in summary.verdicts))
+        summary.tables.append(out_dir / "tables" / "verdicts.md")
+    ok = [r for r in records if r.get("status") == "ok"]
+    summary.figures = write_figures(tables, ok, evaluated, out_dir / "figures", summary.notes)
+    return summary

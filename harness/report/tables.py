@@ -1,0 +1,211 @@
+"""Aggregation: records to `Table`s, one row per key and config variant, cells mean ± std over seeds."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from harness.report.interpret import _declared_primary, _directions, _is_evaluated, _split_order, _variant
+from harness.report.policy import _DSLOPE_METHOD, _table_families
+from harness.report.records import _flatten, _lookup, _text
+
+
+@dataclass
+class Table:
+    """One results table: rows keyed by `key_columns`, columns (split, metric), cells (mean, std, n)."""
+
+    name: str
+    title: str
+    key_columns: list[str]
+    rows: list[tuple[str, ...]]
+    columns: list[tuple[str, str]]
+    cells: dict[tuple[int, int], tuple[float, float, int]]
+    directions: dict[str, bool | None]
+    reference_rows: set[int]
+    provenance: pd.DataFrame  # key columns + run_id, seed, network, split, file
+    failed: list[dict[str, Any]]
+    primary: str | None = None  # the primary metric the records declare (figures plot it)
+
+    def best(self) -> set[tuple[int, int]]:
+        """Cells to bold: per column the best mean (ties all bold) of ranked rows, in the declared direction.
+
+        A column with fewer than two ranked values has nothing to win, so nothing is bold there.
+        """
+        chosen = set()
+        for c, (_, metric) in enumerate(self.columns):
+            direction = self.directions.get(metric)
+            decimals = self.decimals(c)
+            ranked = {
+                r: round(self.cells[r, c][0], decimals)
+                for r in range(len(self.rows))
+                if (r, c) in self.cells and r not in self.reference_rows
+            }
+            if direction is None or len(ranked) < 2:
+                continue
+            target = max(ranked.values()) if direction else min(ranked.values())
+            chosen |= {(r, c) for r, value in ranked.items() if value == target}
+        return chosen
+
+    def decimals(self, column: int) -> int:
+        """3 decimals, or 4 when every value of the column is below 0.1 (NME-like fractions)."""
+        values = [abs(mean) for (_, c), (mean, _, _) in self.cells.items() if c == column and mean]
+        return 4 if values and max(values) < 0.1 else 3
+
+
+def _row_key(record: dict[str, Any], key_columns: list[str], evaluated: set[tuple[str, str]]) -> tuple:
+    values = []
+    for column in key_columns:
+        if column == "method" and not _is_evaluated(record, evaluated):
+            values.append(f"{record.get('method')} ({record.get('network')})")
+        elif "." in column:
+            values.append(_text(_lookup(record, column)))
+        else:
+            values.append(_text(record.get(column)))
+    return tuple(values)
+
+
+def build_table(
+    name: str,
+    title: str,
+    ok: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    key_columns: list[str],
+    evaluated: set[tuple[str, str]],
+) -> Table:
+    """Aggregate ok records into one table: a row per key (and config variant), cells over seeds.
+
+    Args:
+        name: file stem of the table.
+        title: caption.
+        ok: the ok records that belong to the table (each contributes its metrics to one row).
+        failed: the failed records that belong to it (listed, never aggregated).
+        key_columns: record fields or dotted paths that identify a row.
+        evaluated: (run_id, network) pairs that are ranked (the others are reference rows).
+    """
+    long = []
+    for r in ok:
+        key = _row_key(r, key_columns, evaluated)
+        variant = json.dumps(_variant(r), sort_keys=True, default=str)
+        for metric, value in (r.get("metrics") or {}).items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                long.append((key, variant, str(r.get("split")), metric, float(value), r))
+    variants = _variant_labels({(key, variant) for key, variant, *_ in long})
+    with_config = any(variants.values())
+    columns_out = [*key_columns, "config"] if with_config else list(key_columns)
+    row_of = {kv: (*kv[0], variants[kv]) if with_config else kv[0] for kv in variants}
+
+    frame = pd.DataFrame(
+        [(row_of[key, variant], split, metric, value) for key, variant, split, metric, value, _ in long],
+        columns=["row", "split", "metric", "value"],
+    )
+    rows = sorted(set(row_of.values()))
+    metrics = list(dict.fromkeys(m for *_, m, _, _ in long))
+    splits = sorted({s for _, _, s, *_ in long}, key=_split_order)
+    columns = [(s, m) for s in splits for m in metrics if ((frame.split == s) & (frame.metric == m)).any()]
+    cells = {}
+    if not frame.empty:
+        stats = frame.groupby(["row", "split", "metric"])["value"].agg(["mean", "std", "count"])
+        for (row, split, metric), (mean, std, count) in stats.iterrows():
+            cells[rows.index(row), columns.index((split, metric))] = (float(mean), float(std), int(count))
+
+    provenance = pd.DataFrame(
+        sorted(
+            {
+                (
+                    *row_of[key, variant],
+                    r["run_id"],
+                    _text(r.get("seed")),
+                    _text(r.get("network")),
+                    split,
+                    r["_file"],
+                )
+                for key, variant, split, _, _, r in long
+            }
+        ),
+        columns=[*columns_out, "run_id", "seed", "network", "split", "file"],
+    )
+    unranked = {row_of[key, variant] for key, variant, *_, r in long if not _is_evaluated(r, evaluated)}
+    reference = {i for i, row in enumerate(rows) if row in unranked}
+    return Table(
+        name=name,
+        title=title,
+        key_columns=columns_out,
+        rows=rows,
+        columns=columns,
+        cells=cells,
+        directions=_directions(ok),
+        reference_rows=reference,
+        provenance=provenance,
+        failed=failed,
+        primary=_declared_primary(ok),
+    )
+
+
+def _variant_labels(keys: set[tuple[tuple, str]]) -> dict[tuple[tuple, str], str]:
+    """For rows whose runs differ in more than the seed, the config keys that set each apart, else ''."""
+    by_row: dict[tuple, list[str]] = {}
+    for key, variant in sorted(keys):
+        by_row.setdefault(key, []).append(variant)
+    labels = {}
+    for key, variants in by_row.items():
+        configs = [json.loads(v) for v in variants]
+        differing = sorted({k for c in configs for k in c if len({_text(d.get(k)) for d in configs}) > 1})
+        for variant, config in zip(variants, configs, strict=True):
+            labels[key, variant] = ", ".join(f"{k}={_text(config.get(k))}" for k in differing)
+    return labels
+
+
+def build_tables(
+    records: list[dict[str, Any]], evaluated: set[tuple[str, str]], notes: list[str]
+) -> list[Table]:
+    """Every table the (filtered) records call for; a family without records is skipped with a note."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    failed = [r for r in records if r.get("status") != "ok"]
+    tables = []
+    keys = ["dataset", "method", "backbone", "network"]
+    for name, title, selects in _table_families(records):
+        mine_ok, mine_failed = [r for r in ok if selects(r)], [r for r in failed if selects(r)]
+        if mine_ok or mine_failed:
+            tables.append(build_table(name, title, mine_ok, mine_failed, keys, evaluated))
+        elif name in ("real_occlusion", "face_alignment", "face_recognition"):
+            notes.append(f"table {name}: no records, skipped")
+    ablation = _ablation_table(ok, failed, evaluated)
+    if ablation is None:
+        notes.append("table ablation: the D-Slope runs do not differ in method_args.dslope, skipped")
+    else:
+        tables.append(ablation)
+    return tables
+
+
+def _ablation_table(
+    ok: list[dict[str, Any]], failed: list[dict[str, Any]], evaluated: set[tuple[str, str]]
+) -> Table | None:
+    """D-Slope's evaluated network, one row per setting of the `method_args.dslope` switches that vary."""
+    runs = [r for r in ok if r.get("method") == _DSLOPE_METHOD and _is_evaluated(r, evaluated)]
+    switches = sorted(
+        {
+            key
+            for r in runs
+            for key in _flatten(_lookup(r, "config.method_args.dslope") or {}, "config.method_args.dslope.")
+        }
+    )
+    varying = [k for k in switches if len({_text(_lookup(r, k)) for r in runs}) > 1]
+    if not varying:
+        return None
+    mine_failed = [r for r in failed if r.get("method") == _DSLOPE_METHOD]
+    table = build_table(
+        "ablation",
+        "Ablation: D-Slope switches (evaluated network)",
+        runs,
+        mine_failed,
+        ["dataset", "backbone", "network", *varying],
+        evaluated,
+    )
+    short = {k: k.removeprefix("config.method_args.dslope.") for k in varying}
+    table.key_columns = [short.get(c, c) for c in table.key_columns]
+    table.provenance = table.provenance.rename(columns=short)
+    return table
