@@ -16,9 +16,9 @@ from torch import nn
 
 from harness.callbacks import CHECKPOINT_NAME
 from harness.errors import CheckpointError, ConfigError
+from harness.imitation import FeatureReduction, feature_imitation, output_imitation
 from harness.io import safe_torch_load
 from harness.methods.base import Batch, Method
-from harness.methods.dslope import mimic_loss
 from harness.registry import METHODS
 
 # Which network of a finished run is the teacher, by the run's own network names.
@@ -31,6 +31,7 @@ class DistillSettings(BaseModel):
     teacher: str | None = None  # run dir (or its checkpoint.pt) of a clean or dslope run
     feature_weight: float = 1e-3
     output_weight: float = 1e-3
+    feature_reduction: FeatureReduction = "mean"  # per stage, mean of the branch MSEs (as D-Slope)
 
 
 def load_teacher_weights(model: nn.Module, source: Path) -> None:
@@ -87,13 +88,13 @@ class Distill(Method):
         s = self.settings
         with torch.no_grad():
             out_t = self.teacher(batch["image"])
-            feat_t = self.teacher.features
+            feat_t = self.teacher.feature_groups
         out_s = self.student(batch["twin"])
-        feat_s = self.student.features
+        feat_s = self.student.feature_groups
         sup = self.supervised_loss(out_s, batch)
         imit_s, imit_t = self.student.imitation_target(out_s), self.teacher.imitation_target(out_t)
-        feat = mimic_loss(feat_s, imit_s, feat_t, imit_t, use_output=False)
-        out = mimic_loss(feat_s, imit_s, feat_t, imit_t, use_features=False)
+        feat = feature_imitation(feat_s, feat_t, reduction=s.feature_reduction)
+        out = output_imitation(imit_s, imit_t)
         loss = sup + s.feature_weight * feat + s.output_weight * out
         return {
             "loss": loss,

@@ -55,6 +55,11 @@ class TaskModel(nn.Module):
         return target(outputs) if target is not None else outputs
 
     @property
+    def feature_groups(self) -> list[list[torch.Tensor]]:
+        """Tapped features of the last forward, one list of branch tensors per tapped module, in tap order."""
+        return [list(self._captured.get(name, [])) for name in self.backbone.tap_names]
+
+    @property
     def features(self) -> list[torch.Tensor]:
         """Tapped features of the last forward, flattened across taps and branches."""
-        return [t for name in self.backbone.tap_names for t in self._captured.get(name, [])]
+        return [t for group in self.feature_groups for t in group]

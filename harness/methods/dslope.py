@@ -1,9 +1,11 @@
 """D-Slope: dual-sample learning with a clean GNet and an occluded-input ENet that imitate each other.
 
-Exactly as the paper (and ../shared/design.md) states: two separate, identically built networks; GNet
-sees the clean crop, ENet its pixel-aligned occluded twin; both are supervised by the clean targets;
-each imitates the *detached* partner through MSE on tapped stage features and on outputs, weighted
-1e-3 for ENet's imitation of GNet and 1e-5 for GNet's imitation of ENet. Each network has its own
+As the authors' code does it (zhanghao5201/MoEPose, `lib/core/function.py` `mutual_learning`, and
+`lib/models/pose_hrnet_kd*.py` `init_weights`): two separate networks that start from the same weights
+(ENet is a copy of GNet at construction); GNet sees the clean crop, ENet its pixel-aligned occluded twin;
+both are supervised by the clean targets; each imitates the *detached* partner through MSE on tapped stage
+features (per stage the mean over its branch tensors, summed over stages; harness/imitation.py) and on
+outputs, weighted 1e-3 for ENet's imitation of GNet and 1e-5 for GNet's imitation of ENet. Each network has its own
 optimizer. Because the partner is detached, back-propagating the sum of both losses gives each
 network exactly the gradient of its own loss, so the trainer's single backward is one step each.
 
@@ -15,9 +17,9 @@ the head's business, so this method holds no task-specific code.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
+from harness.imitation import FeatureReduction, imitation_loss
 from harness.methods.base import Batch, Method
 from harness.registry import METHODS
 
@@ -31,29 +33,12 @@ class DSlopeSettings(BaseModel):
     output_loss: bool = True  # imitate outputs (heatmaps / embeddings)
     stop_gradient: bool = True  # detach the partner's tensors (the paper); False lets gradients cross
     shared_optimizer: bool = False  # one optimizer over both networks instead of one each (ablation)
-
-
-def mimic_loss(
-    own_features: list[torch.Tensor],
-    own_output: torch.Tensor,
-    partner_features: list[torch.Tensor],
-    partner_output: torch.Tensor,
-    *,
-    use_features: bool = True,
-    use_output: bool = True,
-    detach_partner: bool = True,
-) -> torch.Tensor:
-    """Sum of MSEs between own tensors and the partner's (detached) ones (feature taps, then output)."""
-
-    def partner(t: torch.Tensor) -> torch.Tensor:
-        return t.detach() if detach_partner else t
-
-    terms = []
-    if use_features:
-        terms += [F.mse_loss(own, partner(o)) for own, o in zip(own_features, partner_features, strict=True)]
-    if use_output:
-        terms.append(F.mse_loss(own_output, partner(partner_output)))
-    return torch.stack(terms).sum() if terms else own_output.new_zeros(())
+    # The authors' networks start from one checkpoint, so their stage features correspond channel by
+    # channel: ENet starts as an exact copy of GNet. True draws ENet independently (ablation).
+    independent_init: bool = False
+    # Per tapped stage, the mean of the MSEs over its branch tensors (authors' code); "sum" adds every
+    # branch tensor on its own (ablation; ~3x heavier imitation for HRNet's 2-4-branch stages).
+    feature_reduction: FeatureReduction = "mean"
 
 
 @METHODS.register("dslope")
@@ -65,8 +50,11 @@ class DSlope(Method):
 
     def __init__(self, build_model, supervised_loss, settings=None):
         super().__init__(build_model, supervised_loss, settings)
-        self.enet = build_model()
         self.gnet = build_model()
+        self.enet = build_model()
+        if not self.settings.independent_init:
+            # A fresh build then a state copy (not deepcopy): each TaskModel keeps its own forward hooks.
+            self.enet.load_state_dict(self.gnet.state_dict())
 
     def networks(self):
         return {"enet": self.enet, "gnet": self.gnet}
@@ -83,20 +71,21 @@ class DSlope(Method):
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         s = self.settings
         out_g = self.gnet(batch["image"])
-        feat_g = self.gnet.features
+        feat_g = self.gnet.feature_groups
         out_e = self.enet(batch["twin"])
-        feat_e = self.enet.features
+        feat_e = self.enet.feature_groups
         sup_g = self.supervised_loss(out_g, batch)
         sup_e = self.supervised_loss(out_e, batch)
         flags = {
             "use_features": s.feature_loss,
             "use_output": s.output_loss,
             "detach_partner": s.stop_gradient,
+            "reduction": s.feature_reduction,
         }
         imit_g = self.gnet.imitation_target(out_g)
         imit_e = self.enet.imitation_target(out_e)
-        mimic_g = mimic_loss(feat_g, imit_g, feat_e, imit_e, **flags)
-        mimic_e = mimic_loss(feat_e, imit_e, feat_g, imit_g, **flags)
+        mimic_g = imitation_loss(feat_g, imit_g, feat_e, imit_e, **flags)
+        mimic_e = imitation_loss(feat_e, imit_e, feat_g, imit_g, **flags)
         loss_g = sup_g + s.gnet_weight * mimic_g
         loss_e = sup_e + s.enet_weight * mimic_e
         return {

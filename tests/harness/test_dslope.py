@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from baselines.clean import Clean
-from harness.methods.dslope import DSlope, DSlopeSettings, mimic_loss
+from harness.imitation import feature_imitation, imitation_loss
+from harness.methods.dslope import DSlope, DSlopeSettings
 
 
 class TinyBackbone(nn.Module):
@@ -43,12 +44,33 @@ def batch():
     }
 
 
-def test_mimic_loss_is_sum_of_mses():
-    a, b = [torch.ones(2, 3)], [torch.zeros(2, 3)]
+def test_imitation_loss_is_sum_of_mses_for_single_tensor_taps():
+    a, b = [[torch.ones(2, 3)]], [[torch.zeros(2, 3)]]
     out_a, out_b = torch.full((2, 2), 2.0), torch.zeros(2, 2)
-    assert mimic_loss(a, out_a, b, out_b).item() == pytest.approx(1.0 + 4.0)
-    assert mimic_loss(a, out_a, b, out_b, use_features=False).item() == pytest.approx(4.0)
-    assert mimic_loss(a, out_a, b, out_b, use_output=False).item() == pytest.approx(1.0)
+    assert imitation_loss(a, out_a, b, out_b).item() == pytest.approx(1.0 + 4.0)
+    assert imitation_loss(a, out_a, b, out_b, use_features=False).item() == pytest.approx(4.0)
+    assert imitation_loss(a, out_a, b, out_b, use_output=False).item() == pytest.approx(1.0)
+
+
+def test_feature_term_is_per_stage_mean_of_branch_mses_summed_over_stages():
+    """Hand computation: a 2-branch stage with branch MSEs 1 and 9, a 3-branch stage with 4, 16, 1.
+
+    The authors' reduction: (1 + 9) / 2 + (4 + 16 + 1) / 3 = 5 + 7 = 12; summing every branch gives 31.
+    """
+    own = [[torch.full((1, 2, 2, 2), 1.0), torch.full((1, 2, 1, 1), 3.0)],
+           [torch.full((1, 1, 4, 4), 2.0), torch.full((1, 1, 2, 2), 4.0), torch.full((1, 1, 1, 1), -1.0)]]
+    partner = [[torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 1, 1)],
+               [torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 1, 1)]]  # fmt: skip
+    assert feature_imitation(own, partner).item() == pytest.approx(12.0)
+    assert feature_imitation(own, partner, reduction="sum").item() == pytest.approx(31.0)
+    heat_own, heat_partner = torch.full((1, 3, 2, 2), 0.5), torch.zeros(1, 3, 2, 2)
+    total = imitation_loss(own, heat_own, partner, heat_partner)
+    assert total.item() == pytest.approx(12.0 + 0.25)
+
+
+def test_feature_term_refuses_mismatched_taps():
+    with pytest.raises(ValueError, match="branch count"):
+        feature_imitation([[torch.zeros(1)]], [[torch.zeros(1), torch.zeros(1)]])
 
 
 def test_dslope_step_gradients_match_two_separate_losses():
@@ -61,9 +83,9 @@ def test_dslope_step_gradients_match_two_separate_losses():
     for p in [*method.gnet.parameters(), *method.enet.parameters()]:
         p.grad = None
     out_g, out_e = method.gnet(b["image"]), method.enet(b["twin"])
-    feat_g, feat_e = method.gnet.features, method.enet.features
-    loss_g = sup_loss(out_g, b) + 0.05 * mimic_loss(feat_g, out_g, feat_e, out_e)
-    loss_e = sup_loss(out_e, b) + 0.5 * mimic_loss(feat_e, out_e, feat_g, out_g)
+    feat_g, feat_e = method.gnet.feature_groups, method.enet.feature_groups
+    loss_g = sup_loss(out_g, b) + 0.05 * imitation_loss(feat_g, out_g, feat_e, out_e)
+    loss_e = sup_loss(out_e, b) + 0.5 * imitation_loss(feat_e, out_e, feat_g, out_g)
     (loss_g + loss_e).backward()
     want = [p.grad for p in [*method.gnet.parameters(), *method.enet.parameters()]]
     for have, expected in zip(got, want, strict=True):
@@ -100,10 +122,10 @@ def test_partner_tensors_get_no_gradient():
     method = DSlope(build, sup_loss, DSlopeSettings(enet_weight=10.0, gnet_weight=10.0))
     b = batch()
     out_g = method.gnet(b["image"])
-    feat_g = method.gnet.features
+    feat_g = method.gnet.feature_groups
     out_e = method.enet(b["twin"])
-    feat_e = method.enet.features
-    loss_e = sup_loss(out_e, b) + 10.0 * mimic_loss(feat_e, out_e, feat_g, out_g)
+    feat_e = method.enet.feature_groups
+    loss_e = sup_loss(out_e, b) + 10.0 * imitation_loss(feat_e, out_e, feat_g, out_g)
     loss_e.backward()
     assert all(p.grad is None for p in method.gnet.parameters())
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.enet.parameters())
@@ -119,12 +141,60 @@ def test_enet_sees_the_twin_and_gnet_the_clean_image():
     assert method.evaluated == "enet" and method.also_evaluated == ("gnet",)
 
 
-def test_networks_are_separate_and_differently_initialised():
+def test_enet_starts_as_an_exact_copy_of_gnet_in_separate_storage():
+    """The authors' two networks start from one checkpoint: identical state dicts, no shared tensors."""
     torch.manual_seed(0)
     method = DSlope(build, sup_loss)
+    sg, se = method.gnet.state_dict(), method.enet.state_dict()
+    assert sg.keys() == se.keys()
+    for key in sg:
+        assert torch.equal(sg[key], se[key]), key
+        assert sg[key].data_ptr() != se[key].data_ptr(), key
+    # Separate hooks: ENet's forward fills ENet's taps only.
+    method.enet(batch()["twin"])
+    assert method.gnet.feature_groups == [[], []] and len(method.enet.feature_groups[0]) == 1
+
+
+def test_independent_init_ablation_draws_enet_afresh():
+    torch.manual_seed(0)
+    method = DSlope(build, sup_loss, DSlopeSettings(independent_init=True))
     wg = method.gnet.head.weight
     we = method.enet.head.weight
     assert wg.data_ptr() != we.data_ptr() and not torch.equal(wg, we)
+
+
+def test_feature_reduction_switch_reaches_the_step():
+    """A 2-branch tap: with `sum` the logged feature imitation is the sum of the branch MSEs, else the mean."""
+
+    class TwoBranch(nn.Module):
+        def forward(self, x):
+            return [x, 2 * x]
+
+    class Backbone2(nn.Module):
+        out_channels, out_stride = 3, 1
+        tap_names = ("split",)
+
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential()
+            self.body.add_module("split", TwoBranch())
+
+        def forward(self, x):
+            return self.body(x)[0]
+
+    from harness.model import TaskModel
+
+    def build2():
+        return TaskModel(Backbone2(), nn.Conv2d(3, 2, 1))
+
+    b = batch()
+    mse = lambda x, y: ((x - y) ** 2).mean()  # noqa: E731
+    d = mse(b["twin"], b["image"])
+    settings = {"output_loss": False}
+    mean = DSlope(build2, sup_loss, DSlopeSettings(**settings)).training_step(b)["mimic_enet"]
+    total = DSlope(build2, sup_loss, DSlopeSettings(feature_reduction="sum", **settings)).training_step(b)
+    assert mean.item() == pytest.approx(((d + 4 * d) / 2).item(), rel=1e-6)
+    assert total["mimic_enet"].item() == pytest.approx((d + 4 * d).item(), rel=1e-6)
 
 
 def test_clean_baseline_ignores_the_twin():
