@@ -28,7 +28,19 @@ class Strict(BaseModel):
 
 class ModelConfig(Strict):
     backbone: str = "hrnet_w32"
-    pretrained: str | None = None  # local path to backbone weights; never downloaded
+    # Local path to backbone weights (never downloaded), or "embedded": the backbone of a clean model
+    # trained once on the task's embedded pretraining split (harness/pretraining.py, `pretrain:` below).
+    pretrained: str | None = None
+
+
+class PretrainConfig(Strict):
+    """The embedded pretraining stage, used only with `model.pretrained: embedded`."""
+
+    steps: int = 400
+    images: int = 1500  # size of the task's pretraining split (no image shared with train or val)
+    batch_size: int = 32
+    lr: float = 2e-3
+    seed: int = 1000  # its own seed: the same checkpoint for every method and run seed
 
 
 class OcclusionConfig(Strict):
@@ -40,6 +52,9 @@ class OcclusionConfig(Strict):
     max_rotation: float = 45.0
     max_patches: int = 500
     val_seed: int = 0  # the frozen occluded val is built once per seed and shared by every method
+    # Build the occluded val at this level of the task's severity ladder instead of the settings above
+    # (pose: 0 = none ... 2 = the training default ... 4 = 3-5 large patches); a sweep axis.
+    val_severity: int | None = None
 
 
 class OptimConfig(Strict):
@@ -61,6 +76,9 @@ class TrainConfig(Strict):
     amp_dtype: Literal["float16", "bfloat16"] = "float16"  # float16: CUDA only, with a grad scaler
     eval_every: int = 0  # score the clean val split every N epochs (0: only at the end)
     log_every: int = 10
+    # The backbone this config's step budget was sized for: another backbone gets a warning that the
+    # budget may be too small for it (e.g. HRNet-W32 on the CPU default sized for HRNet-W18-small).
+    sized_for: str | None = None
 
 
 class OutputConfig(Strict):
@@ -78,13 +96,17 @@ class RunConfig(Strict):
     data: dict[str, Any] = {}  # validated against the task's own Settings
     method_args: dict[str, dict[str, Any]] = {}  # per method name, validated against its Settings
     model: ModelConfig = ModelConfig()
+    pretrain: PretrainConfig = PretrainConfig()
     occlusion: OcclusionConfig = OcclusionConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if data["occlusion"].get("val_severity") is None:  # unset: configs and hashes as before the key
+            data["occlusion"].pop("val_severity", None)
+        return data
 
     def hash(self) -> str:
         """Short sha256 of everything that can change the numbers (not where outputs go, not the device)."""
@@ -199,13 +221,16 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
     Example:
         >>> cfg = load_config(CONFIG_ROOT / "pose/default.yaml", ["train.batch_size=8"])
     """
+    from harness.applicability import check_applicable
     from harness.registry import METHODS, TASKS
 
     tree = load_tree(path) if path else {}
     tree = apply_overrides(tree, overrides or [])
     cfg = validate(tree, RunConfig)
     task_cls = TASKS.get(cfg.task)
-    cfg.data = validate(cfg.data, task_cls.Settings, prefix="data").model_dump(mode="json")
+    data = validate(cfg.data, task_cls.Settings, prefix="data")
+    check_applicable(cfg.occlusion, data, task_cls, cfg.task)
+    cfg.data = data.model_dump(mode="json")
     method_args = {}
     for name, args in cfg.method_args.items():
         method_args[name] = validate(args, METHODS.get(name).Settings, f"method_args.{name}").model_dump(

@@ -57,11 +57,18 @@ class ResultRecord:
     reason: str | None = None
     curves: list[dict[str, Any]] = field(default_factory=list)  # per-epoch logs (losses, val_<metric>)
     samples: list[dict[str, Any]] = field(default_factory=list)  # fixed showcase predictions of this split
+    # The occlusion-severity level the split was built at (`occlusion.val_severity`, `harness eval
+    # --severity`); None for splits built with the configured settings.
+    severity: int | None = None
+    # Set only by `harness eval`: source run id, checkpoint sha256, the eval config and its hash, box source.
+    evaluation: dict[str, Any] | None = None
+    predictions: dict[str, Any] | None = None  # the split's prediction file ({"file", "format", "sha256"})
     schema_version: int = SCHEMA_VERSION
 
     @property
     def filename(self) -> str:
-        return f"{self.run_id}__{self.network or 'run'}__{self.split or 'none'}.json"
+        level = f"__severity{self.severity}" if self.severity is not None else ""
+        return f"{self.run_id}__{self.network or 'run'}__{self.split or 'none'}{level}.json"
 
 
 def package_versions() -> dict[str, str]:

@@ -31,6 +31,7 @@ from harness.io import ensure_writable
 from harness.model import TaskModel
 from harness.occlusion import OcclusionSettings
 from harness.precision import Precision
+from harness.predictions import save_predictions
 from harness.registry import METHODS, TASKS
 from harness.results import (
     ResultRecord,
@@ -91,8 +92,9 @@ def occlusion_plan(cfg: RunConfig, needs_twin: bool) -> OcclusionPlan:
         raise ConfigError(f"method '{cfg.method}' trains on occluded twins but occlusion.enabled is false")
     train = settings(o.clean_fraction) if needs_twin else None
     return OcclusionPlan(
-        train=train, val=settings(o.val_clean_fraction), val_seed=o.val_seed, max_patches=o.max_patches
-    )
+        train=train, val=settings(o.val_clean_fraction), val_seed=o.val_seed, max_patches=o.max_patches,
+        val_severity=o.val_severity,
+    )  # fmt: skip
 
 
 def read_epoch_logs(path: Path) -> list[dict]:
@@ -310,6 +312,8 @@ def run_experiment(
         rec = record(split, network, "ok", metrics)
         rec.curves = curves
         rec.samples = task.showcase(predictions, eval_splits[split])
+        rec.severity = cfg.occlusion.val_severity if split == task.occluded_split else None
+        rec.predictions = save_predictions(task, predictions, eval_splits[split], run_dir, rec)
         records.append(rec)
     for rec in records:
         write_record(rec, results_dir)

@@ -39,12 +39,15 @@ class OcclusionPlan:
         val: settings of the frozen occluded val split (built once per `val_seed`, cached).
         val_seed: seed of the frozen occluded val split; every method sees the same images.
         max_patches: size of the body-part patch library.
+        val_severity: build the occluded val at this level of the task's severity ladder
+            (`Task.severity_levels`) instead of with `val`; None: with `val`.
     """
 
     train: OcclusionSettings | None
     val: OcclusionSettings
     val_seed: int = 0
     max_patches: int = 500
+    val_severity: int | None = None
 
 
 def default_cache_dir() -> Path:
@@ -64,6 +67,12 @@ class Task(ABC):
     primary_metric: str
     clean_split = "clean_val"
     occluded_split = "occluded_val"
+    # Levels of the task's occlusion-severity ladder (`occlusion.val_severity`); empty: no ladder.
+    severity_levels: tuple[int, ...] = ()
+    # occlusion.* keys this task's occluders do not read: setting them is an error, never silently dropped.
+    ignored_occlusion_keys: tuple[str, ...] = ()
+    # The extension of the prediction files `write_predictions` writes (json, csv).
+    prediction_format: str = "json"
 
     def __init__(self, settings: BaseModel, cache_dir: Path | None = None):
         self.settings = settings
@@ -129,6 +138,30 @@ class Task(ABC):
     def data_warnings(self) -> list[str]:
         """One line per thing `datasets` skipped or repaired (e.g. boxes of zero size), shown once per run."""
         return []
+
+    @classmethod
+    def unused_data_keys(cls, settings: BaseModel) -> dict[str, str]:
+        """data.* keys set to a value these settings cannot use, each with the reason (e.g. a dataset
+        root while the data is the embedded synthetic set); `load_config` refuses them."""
+        return {}
+
+    def write_predictions(self, predictions: list[dict[str, Any]], dataset: Dataset, path: Path) -> str:
+        """Write one split's predictions to `path` in the field's standard format; return the format's name.
+
+        Called after every evaluation (training time and `harness eval`), so what a metric was computed
+        from can be scored again by the field's own tools. Tasks without a standard format write nothing
+        and return "".
+        """
+        return ""
+
+    def inference_dataset(self, images: list[Path], boxes: dict[Path, list[list[float]]]) -> Dataset:
+        """Samples for `harness predict`: one per box in `boxes[image]` ([x, y, w, h]) or, for an image
+        without boxes, the whole image as one box. Tasks that cannot predict on raw images raise."""
+        raise ConfigError(f"harness predict: task {type(self).__name__} does not predict on raw images")
+
+    def draw_prediction(self, image, prediction: dict[str, Any]):
+        """Draw one prediction of `inference_dataset` onto a BGR uint8 image (in place) and return it."""
+        return image
 
     def metric(self, name: str) -> Metric:
         """The metric called `name` (tasks whose metrics depend on the dataset set `self.metrics`)."""

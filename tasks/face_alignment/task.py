@@ -25,6 +25,7 @@ from tasks.face_alignment.landmarks import COFW, LAYOUTS, Layout
 from tasks.face_alignment.metrics import landmark_metrics
 from tasks.face_alignment.occluded_val import build_occluded_split, file_digest, images_digest
 from tasks.face_alignment.occluders import face_patch_library
+from tasks.face_alignment.outputs import SEVERITY_LEVELS, severity_settings
 
 # mmpose's file names under <root>/annotations/: (train, clean val, {extra split: file}).
 _WFLW_SUBSETS = ("largepose", "expression", "illumination", "makeup", "occlusion", "blur")
@@ -99,6 +100,7 @@ class FaceAlignmentTask(Task):
         Metric("NME_occluded", higher_is_better=False),
     )
     primary_metric = "NME"
+    severity_levels = tuple(SEVERITY_LEVELS)
 
     def __init__(self, settings: FaceAlignmentSettings, cache_dir: Path | None = None):
         if cache_dir is None and settings.cache_dir:
@@ -118,6 +120,15 @@ class FaceAlignmentTask(Task):
         if layout.pupils is None:
             raise ConfigError(f"data.normalization: {layout.name} has no pupil landmarks; use outer_eyes")
         return layout.pupils
+
+    @classmethod
+    def unused_data_keys(cls, settings: FaceAlignmentSettings) -> dict[str, str]:
+        if settings.dataset != "synthetic":
+            return {}
+        why = "the embedded synthetic faces are generated, they read no dataset folder (set data.dataset)"
+        return {
+            f"data.{k}": why for k in ("root", "train_file", "val_file") if getattr(settings, k) is not None
+        }
 
     @property
     def dataset_name(self) -> str:
@@ -200,7 +211,9 @@ class FaceAlignmentTask(Task):
             val_images,
             self.cache_root / "occluded_val",
             library=library,
-            settings=occlusion.val,
+            settings=occlusion.val
+            if occlusion.val_severity is None
+            else severity_settings(occlusion.val_severity),
             layout=self.layout,
             seed=occlusion.val_seed,
         )
@@ -308,6 +321,24 @@ class FaceAlignmentTask(Task):
         occluded = np.stack([r.occluded for r in records])
         stats = landmark_metrics(pred, gt, labelled, occluded, norm, threshold=0.1)
         return {m.name: stats[m.name] for m in self.metrics}
+
+    def write_predictions(self, predictions: list[dict[str, Any]], dataset: FaceLandmarks, path: Path) -> str:
+        from tasks.face_alignment.outputs import write_landmarks
+
+        return write_landmarks(predictions, dataset, path)
+
+    def inference_dataset(self, images: list[Path], boxes: dict[Path, list[list[float]]]) -> FaceLandmarks:
+        from tasks.face_alignment.outputs import inference_dataset
+
+        s = self.settings
+        return inference_dataset(
+            images, boxes, layout=self.layout, input_size=s.input_size, sigma=s.sigma, padding=s.padding
+        )
+
+    def draw_prediction(self, image: np.ndarray, prediction: dict[str, Any]) -> np.ndarray:
+        from tasks.face_alignment.outputs import draw_landmarks
+
+        return draw_landmarks(image, prediction, self.layout)
 
     def showcase(
         self, predictions: list[dict[str, Any]], dataset: FaceLandmarks, count: int = 8

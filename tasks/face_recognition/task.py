@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
 
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 from harness.registry import TASKS
 from harness.task import Metric, OcclusionPlan, Task
 from tasks.face_recognition.data import (
@@ -29,6 +29,7 @@ from tasks.face_recognition.data import (
 )
 from tasks.face_recognition.head import RecognitionHead, margin_logits
 from tasks.face_recognition.occluders import KINDS, FaceOccluder, build_masked_split
+from tasks.face_recognition.outputs import SEVERITY_KINDS, severity_occluders
 from tasks.face_recognition.verification import pair_scores, verification_metrics
 
 
@@ -97,6 +98,10 @@ class FaceRecognitionTask(Task):
     )
     primary_metric = "accuracy"
     occluded_split = "masked_val"
+    severity_levels = tuple(SEVERITY_KINDS)
+    # The occluders are placed and sized from the five landmarks; no patch library, size or rotation.
+    ignored_occlusion_keys = ("size_range", "max_rotation", "max_patches")
+    prediction_format = "csv"
 
     def __init__(self, settings: FaceRecognitionSettings, cache_dir: Path | None = None):
         if cache_dir is None and settings.cache_dir:
@@ -104,6 +109,14 @@ class FaceRecognitionTask(Task):
         super().__init__(settings, cache_dir)
         self._provenance: dict[str, Any] = {}
         self._num_classes: int | None = None
+
+    @classmethod
+    def unused_data_keys(cls, settings: FaceRecognitionSettings) -> dict[str, str]:
+        if settings.dataset != "synthetic":
+            return {}
+        why = "the embedded synthetic identities are generated, they read no folder (set data.dataset)"
+        keys = ("train_root", "val_pairs", "val_root", "val_bin")
+        return {f"data.{k}": why for k in keys if getattr(settings, k) is not None}
 
     @property
     def dataset_name(self) -> str:
@@ -193,9 +206,16 @@ class FaceRecognitionTask(Task):
 
         val_images, pairs, same, name, digest = self._val_source(seed)
         clean = VerificationSet(val_images, pairs, same, input_size=s.input_size, name=name)
+        val_settings, val_kinds = occlusion.val, tuple(s.val_occluders)
+        if occlusion.val_severity is not None:
+            if val_kinds != ("mask",):
+                raise ConfigError(
+                    "data.val_occluders: the severity ladder (occlusion.val_severity) sets them"
+                )
+            val_settings, val_kinds = severity_occluders(occlusion.val_severity)
         masked_paths, occluded = build_masked_split(
-            clean, self.cache_dir / "face_recognition" / "masked_val", settings=occlusion.val,
-            kinds=tuple(s.val_occluders), seed=occlusion.val_seed, source_digest=digest,
+            clean, self.cache_dir / "face_recognition" / "masked_val", settings=val_settings,
+            kinds=val_kinds, seed=occlusion.val_seed, source_digest=digest,
         )  # fmt: skip
         masked = _masked_pairs(clean, masked_paths, occluded)
         self._provenance = {
@@ -248,6 +268,13 @@ class FaceRecognitionTask(Task):
             embeddings[p["index"]] = p["embedding"]
         stats = verification_metrics(pair_scores(embeddings, dataset.pairs), dataset.same)
         return {m.name: stats[m.name] for m in self.metrics}
+
+    def write_predictions(
+        self, predictions: list[dict[str, Any]], dataset: VerificationSet, path: Path
+    ) -> str:
+        from tasks.face_recognition.outputs import write_pair_scores
+
+        return write_pair_scores(predictions, dataset, self.settings.embedding_size, path)
 
     def deployable(self, model: nn.Module) -> tuple[nn.Module, torch.Tensor]:
         from tasks.face_recognition.export import EmbeddingModel

@@ -62,12 +62,15 @@ def build_occluded_split(
     anchors: tuple[int, ...],
     seed: int,
     layout: str = "coco",
+    keypoint_names: tuple[str, ...] | None = None,
 ) -> tuple[Path, Path]:
     """Return (annotation file, image folder) of the occluded split, building it on first use.
 
     The same builder as `harness benchmark build` (C-COCO / C-MPII), with the run's occlusion settings.
     Each person's patches come from rng(seed, image, person), so the split does not depend on iteration
     order. Built in a temporary folder renamed into place, so concurrent trials never see half of one.
+    `keypoint_names` is the split's own layout (COCO's 17 by default; CrowdPose has 14): the manifest
+    counts covered keypoints per name.
     """
     from tasks.pose.benchmark import build_coco_split, build_mpii_split
 
@@ -98,6 +101,8 @@ def build_occluded_split(
 
             build = build_mpii_split if layout == "mpii" else build_coco_split
             extra = {} if layout == "mpii" else {"anchors": anchors}
+            if layout != "mpii" and keypoint_names is not None:
+                extra["keypoint_names"] = tuple(keypoint_names)
             build(
                 ann_file,
                 image_dir,

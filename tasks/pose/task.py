@@ -19,6 +19,7 @@ from harness.occlusion import PatchLibrary
 from harness.registry import TASKS
 from harness.task import Metric, OcclusionPlan, Task
 from tasks.pose import codec
+from tasks.pose.benchmark import SEVERITY_LEVELS, severity_settings
 from tasks.pose.dataset import (
     Augmentation,
     CocoKeypoints,
@@ -152,6 +153,7 @@ class PoseTask(Task):
     Settings = PoseSettings
     metrics = OKS_METRICS
     primary_metric = "AP"
+    severity_levels = tuple(SEVERITY_LEVELS)  # the C-COCO builder's ladder
 
     def __init__(self, settings: PoseSettings, cache_dir: Path | None = None):
         if cache_dir is None and settings.cache_dir:
@@ -175,6 +177,19 @@ class PoseTask(Task):
         self.primary_metric = self.metrics[0].name
         self._provenance: dict[str, Any] = {}
         self._warnings: list[str] = []
+
+    @classmethod
+    def unused_data_keys(cls, settings: PoseSettings) -> dict[str, str]:
+        real = ("root", "train_split", "val_split", "head_boxes")
+        if settings.dataset == "synthetic":
+            why = "the embedded synthetic data is generated, it reads no dataset folder (set data.dataset)"
+            return {f"data.{k}": why for k in real if getattr(settings, k) is not None}
+        defaults = PoseSettings.model_fields
+        return {
+            f"data.{k}": f"only the embedded synthetic data uses it, data.dataset is {settings.dataset}"
+            for k in defaults
+            if k.startswith("synthetic_") and getattr(settings, k) != defaults[k].default
+        }
 
     @property
     def dataset_name(self) -> str:
@@ -299,6 +314,11 @@ class PoseTask(Task):
             max_persons=s.max_train_persons,
             **common,
         )
+        if s.occluded_root and occlusion.val_severity is not None:
+            raise ConfigError(
+                "occlusion.val_severity: data.occluded_root is an occluded split built already; "
+                "leave one of them unset"
+            )
         if s.occluded_root:
             root = self._root(s.occluded_root, "data.occluded_root")
             occ_ann, occ_images = split_files(fmt, root, s.val_split or DEFAULT_SPLITS[s.dataset][1])
@@ -312,10 +332,13 @@ class PoseTask(Task):
                 val_images,
                 self.cache_dir / "pose" / "occluded_val",
                 library=library,
-                settings=occlusion.val,
+                settings=occlusion.val
+                if occlusion.val_severity is None
+                else severity_settings(occlusion.val_severity),
                 anchors=self.spec.anchors,
                 seed=occlusion.val_seed,
                 layout=fmt,
+                keypoint_names=self.spec.keypoints,
             )
         splits = {
             self.clean_split: self._split(fmt, val_ann, val_images, head_boxes, **common),
@@ -408,6 +431,26 @@ class PoseTask(Task):
                 }
             )
         return predictions
+
+    prediction_format = "json"
+
+    def write_predictions(
+        self, predictions: list[dict[str, Any]], dataset: TopDownKeypoints, path: Path
+    ) -> str:
+        from tasks.pose.predictions import write_pose_predictions
+
+        return write_pose_predictions(predictions, dataset, path)
+
+    def inference_dataset(self, images: list[Path], boxes: dict[Path, list[list[float]]]) -> TopDownKeypoints:
+        from tasks.pose.inference import inference_dataset
+
+        s = self.settings
+        return inference_dataset(images, boxes, spec=self.spec, input_size=s.input_size, sigma=s.sigma)
+
+    def draw_prediction(self, image: np.ndarray, prediction: dict[str, Any]) -> np.ndarray:
+        from tasks.pose.inference import draw_pose
+
+        return draw_pose(image, prediction, self.spec)
 
     def showcase(
         self, predictions: list[dict[str, Any]], dataset: TopDownKeypoints, count: int = 8
