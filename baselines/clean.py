@@ -12,6 +12,7 @@ from harness.registry import METHODS
 class Clean(Method):
     """One network, clean images, the task's supervised loss. The reference every method is compared to."""
 
+    role = "reference"
     input_key = "image"  # which image of the batch the network trains on
 
     def __init__(self, build_model, supervised_loss, settings=None):

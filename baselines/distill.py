@@ -60,6 +60,7 @@ class Distill(Method):
 
     Settings = DistillSettings
     needs_twin = True
+    role = "baseline"
     prerequisite = ("clean", "teacher")  # no teacher given: train a clean one first
 
     def __init__(self, build_model, supervised_loss, settings=None):

@@ -16,4 +16,5 @@ class OcclusionAugmented(Clean):
     """One network; its input is the twin (which is the clean image for about a third of pairs)."""
 
     needs_twin = True
+    role = "baseline"
     input_key = "twin"

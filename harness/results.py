@@ -45,6 +45,11 @@ class ResultRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     higher_is_better: dict[str, bool] = field(default_factory=dict)
     primary_metric: str | None = None  # the task's headline metric (report figures, verdicts, sweep summary)
+    # Whether `network` is the one the method evaluates and deploys (False: trained alongside for reference),
+    # the role of `split` (clean / occluded / extra) and of `method` (`Method.role`); see harness/roles.py.
+    evaluated: bool | None = None
+    split_role: str | None = None
+    method_role: str | None = None
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     config_hash: str = ""

@@ -40,6 +40,7 @@ from harness.results import (
     package_versions,
     write_record,
 )
+from harness.roles import split_role
 from harness.task import OcclusionPlan
 from harness.trainer import EpochSampler, Trainer, build_optimizer, ignore_interrupts, seed_everything
 
@@ -264,6 +265,9 @@ def run_experiment(
             metrics=metrics or {},
             higher_is_better={n: task.metric(n).higher_is_better for n in names},
             primary_metric=task.primary_metric,
+            evaluated=network == method.evaluated if network else None,
+            split_role=split_role(split, task.clean_split, task.occluded_split),
+            method_role=method_cls.role,
             seed=cfg.seed,
             config=cfg.to_dict(),
             config_hash=cfg.hash(),

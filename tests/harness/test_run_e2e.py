@@ -27,6 +27,13 @@ def test_two_step_run_writes_valid_records(method, tiny_pose_overrides, tmp_path
     if method == "dslope":
         expected.add(("gnet", "clean_val"))
     assert {(r.network, r.split) for r in outcome.records} == expected
+    # Records say which network is evaluated and what role split and method play (harness/roles.py).
+    roles = {(r.network, r.split): (r.evaluated, r.split_role, r.method_role) for r in outcome.records}
+    net, role = ("enet", "method") if method == "dslope" else ("net", "reference")
+    assert roles[net, "clean_val"] == (True, "clean", role)
+    assert roles[net, "occluded_val"] == (True, "occluded", role)
+    if method == "dslope":
+        assert roles["gnet", "clean_val"] == (False, "clean", "method")
     files = sorted((tmp_path / "results" / "runs").glob("*.json"))
     assert len(files) == len(expected)
     record = json.loads(files[0].read_text())
