@@ -268,6 +268,7 @@ def export(
 @app.command("list")
 def list_registered() -> None:
     """List registered tasks, backbones, methods and benchmark builders."""
+    from harness.mmpose_imports import mmpose_extra_line
     from harness.registry import BACKBONES, BENCHMARKS, METHODS, TASKS
 
     table = Table(title="Registered")
@@ -275,6 +276,7 @@ def list_registered() -> None:
     table.add_column("names")
     table.add_row("tasks", ", ".join(TASKS.names()))
     table.add_row("backbones", ", ".join(BACKBONES.names()) + ", timm:<any timm model>")
+    table.add_row("mmpose extra", mmpose_extra_line())
     table.add_row("methods", ", ".join(METHODS.names()))
     table.add_row("benchmarks", ", ".join(BENCHMARKS.names()))
     Console().print(table)
@@ -292,3 +294,9 @@ if __name__ == "__main__":  # pragma: no cover
 from harness.benchmark_cli import benchmark_app  # noqa: E402
 
 app.add_typer(benchmark_app, name="benchmark")
+
+# `harness eval` and `harness predict` use a trained run without training it (harness/eval_cli.py).
+from harness.eval_cli import eval_command, predict_command  # noqa: E402
+
+app.command("eval")(eval_command)
+app.command("predict")(predict_command)

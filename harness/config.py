@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from harness.errors import ConfigError
 
@@ -102,8 +102,16 @@ class RunConfig(Strict):
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
 
+    @model_validator(mode="after")
+    def _pretrain_needs_embedded(self) -> RunConfig:
+        if self.model.pretrained != "embedded" and self.pretrain != PretrainConfig():
+            raise ValueError("pretrain: these keys apply only with model.pretrained: embedded")
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
+        if data["model"].get("pretrained") != "embedded":  # unused: configs and hashes as before the section
+            data.pop("pretrain", None)
         if data["occlusion"].get("val_severity") is None:  # unset: configs and hashes as before the key
             data["occlusion"].pop("val_severity", None)
         return data
@@ -221,11 +229,15 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
     Example:
         >>> cfg = load_config(CONFIG_ROOT / "pose/default.yaml", ["train.batch_size=8"])
     """
+    tree = load_tree(path) if path else {}
+    return config_from_tree(apply_overrides(tree, overrides or []))
+
+
+def config_from_tree(tree: dict[str, Any]) -> RunConfig:
+    """Validate a config mapping (a file's tree with overrides applied) into a complete RunConfig."""
     from harness.applicability import check_applicable
     from harness.registry import METHODS, TASKS
 
-    tree = load_tree(path) if path else {}
-    tree = apply_overrides(tree, overrides or [])
     cfg = validate(tree, RunConfig)
     task_cls = TASKS.get(cfg.task)
     data = validate(cfg.data, task_cls.Settings, prefix="data")
