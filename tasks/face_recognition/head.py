@@ -90,7 +90,10 @@ def margin_logits(
 class RecognitionHead(nn.Module):
     """Embedding head + the margin classifier's class weights.
 
-    Returns `{"embedding": (B, D)}`, plus `"cosine": (B, C)` in training mode. `imitation_target` is the
+    Returns `{"embedding": (B, D)}`, plus `"cosine": (B, C)` in training mode. With Partial FC
+    (`sample_rate` < 1) training returns the class weights themselves as `"class_weight"` instead of the
+    cosines: which centres to keep depends on the batch's labels, so the loss samples them
+    (`partial_fc.sampled_cosine`) and the full (B, C) matrix is never built. `imitation_target` is the
     L2-normalised embedding: what a partner network imitates (never the logits over training identities).
 
     Args:
@@ -99,13 +102,15 @@ class RecognitionHead(nn.Module):
         num_classes: training identities.
         embedding_size: embedding dimension.
         dropout: dropout before the FC layer.
+        sample_rate: Partial FC's fraction of class centres per batch (1.0: all, the plain softmax).
     """
 
     def __init__(
         self, in_channels: int, grid: tuple[int, int], num_classes: int, embedding_size: int = 512,
-        dropout: float = 0.0,
+        dropout: float = 0.0, sample_rate: float = 1.0,
     ):  # fmt: skip
         super().__init__()
+        self.sample_rate = sample_rate
         self.embedding = EmbeddingHead(in_channels, grid, embedding_size, dropout)
         self.class_weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         nn.init.normal_(self.class_weight, std=0.01)
@@ -114,6 +119,8 @@ class RecognitionHead(nn.Module):
         embedding = self.embedding(x)
         if not self.training:
             return {"embedding": embedding}
+        if self.sample_rate < 1.0:
+            return {"embedding": embedding, "class_weight": self.class_weight}
         cosine = F.linear(F.normalize(embedding.float()), F.normalize(self.class_weight.float()))
         return {"embedding": embedding, "cosine": cosine}
 

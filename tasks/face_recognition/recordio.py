@@ -102,7 +102,8 @@ def read_index(path: Path) -> dict[int, int]:
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read the RecordIO index ({getattr(err, 'strerror', None) or err})")
+        reason = getattr(err, "strerror", None) or err
+        raise DataError(f"{path}: cannot read the RecordIO index ({reason})") from None
     index: dict[int, int] = {}
     for number, line in enumerate(lines, 1):
         fields = line.split()
@@ -111,7 +112,9 @@ def read_index(path: Path) -> dict[int, int]:
         try:
             key, offset = (int(v) for v in fields)
         except ValueError:
-            raise DataError(f"{path} line {number}: expected '<key>\\t<offset>', got {line.strip()!r}") from None
+            raise DataError(
+                f"{path} line {number}: expected '<key>\\t<offset>', got {line.strip()!r}"
+            ) from None
         index[key] = offset
     if not index:
         raise DataError(f"{path}: empty RecordIO index")
@@ -250,5 +253,7 @@ def read_property(path: Path) -> tuple[int, int, int]:
     except ValueError:
         values = ()
     if len(values) != 3 or min(values) <= 0:
-        raise DataError(f"{path}: expected '<identities>,<height>,<width>' (e.g. 93431,112,112), got {text!r}")
+        raise DataError(
+            f"{path}: expected '<identities>,<height>,<width>' (e.g. 93431,112,112), got {text!r}"
+        )
     return values  # type: ignore[return-value]

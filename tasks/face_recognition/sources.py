@@ -72,11 +72,6 @@ def read_label_list(root: Path) -> tuple[list[FaceImage], np.ndarray]:
     return images, np.asarray(labels, dtype=np.int64)
 
 
-def label_list_classes(root: Path) -> int:
-    """The classifier's size for a label list: max(label) + 1."""
-    return int(read_label_list(root)[1].max()) + 1
-
-
 class RecordFaces(Sequence):
     """The images of an insightface `train.rec` as a lazy sequence of labelled `FaceImage`s.
 
@@ -121,11 +116,10 @@ class RecordFaces(Sequence):
             )
         classes = from_property if from_property is not None else from_header
         if classes is None:
-            raise DataError(
-                f"{rec}: no header record 0 and no {prop}: the number of identities is unknown"
-            )
+            raise DataError(f"{rec}: no header record 0 and no {prop}: the number of identities is unknown")
         self.num_classes = int(classes)
-        missing = [int(k) for k in self.keys[:1].tolist() + self.keys[-1:].tolist() if k not in self.records.index]
+        ends = self.keys[:1].tolist() + self.keys[-1:].tolist()
+        missing = [int(k) for k in ends if k not in self.records.index]
         if missing:
             raise DataError(f"{self.records.idx}: image key {missing[0]} is missing from the index")
 
@@ -143,3 +137,23 @@ class RecordFaces(Sequence):
         if not 0 <= label < self.num_classes:
             raise DataError(f"{where}: label {label} outside 0..{self.num_classes - 1}")
         return FaceImage(data=payload, label=label, where=where)
+
+
+def train_source(kind: str, root: Path) -> tuple[Sequence[FaceImage], np.ndarray | None, int]:
+    """(images, labels or None when each image carries its own, identities) of a training set.
+
+    Args:
+        kind: `folder` (root/<identity>/*), `list` (root/label.txt) or `rec` (root/train.rec).
+        root: `data.train_root`.
+    """
+    from tasks.face_recognition.data import read_identity_folder
+
+    root = Path(root).expanduser()
+    if kind == "rec":
+        faces = RecordFaces(root)
+        return faces, None, faces.num_classes
+    if kind == "list":
+        images, labels = read_label_list(root)
+        return images, labels, int(labels.max()) + 1
+    images, labels, names = read_identity_folder(root)
+    return images, labels, len(names)

@@ -1,5 +1,6 @@
-"""Face recognition as a task: identity folders (or embedded synthetic identities), ArcFace/CosFace margin
-head, LFW-style 10-fold verification on clean pairs and on a frozen masked pair split."""
+"""Face recognition as a task: identity folders, insightface label lists or RecordIO (or embedded synthetic
+identities), ArcFace/CosFace margin head (optionally Partial FC), LFW-style 10-fold verification on clean
+pairs and on a frozen masked pair split (one pair per .bin of a verification suite), IJB-B/C 1:1."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from torch import nn
 
 from harness.errors import ConfigError, DataError
@@ -22,15 +23,16 @@ from tasks.face_recognition.data import (
     FaceImage,
     FaceTrainSet,
     VerificationSet,
-    count_identities,
     pairs_over_folder,
     read_bin,
-    read_identity_folder,
 )
 from tasks.face_recognition.head import RecognitionHead, margin_logits
+from tasks.face_recognition.ijb import FARS, IJBSet, collate_embeddings, far_name, ijb_metrics, read_ijb
 from tasks.face_recognition.occluders import KINDS, FaceOccluder, build_masked_split
 from tasks.face_recognition.outputs import SEVERITY_KINDS, severity_occluders
-from tasks.face_recognition.verification import pair_scores, verification_metrics
+from tasks.face_recognition.partial_fc import sample_count, sampled_cosine
+from tasks.face_recognition.sources import train_source
+from tasks.face_recognition.verification import not_computable, pair_scores, verification_metrics
 
 
 class FaceRecognitionSettings(BaseModel):
@@ -38,11 +40,17 @@ class FaceRecognitionSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: Literal["synthetic", "folder"] = "synthetic"
-    train_root: str | None = None  # identity folder: root/<identity>/*.jpg (+ optional landmarks.txt)
+    # folder: root/<identity>/*.jpg (+ optional landmarks.txt); list: root/label.txt; rec: root/train.rec
+    dataset: Literal["synthetic", "folder", "list", "rec"] = "synthetic"
+    train_root: str | None = None
     val_pairs: str | None = None  # LFW-style pairs.txt over val_root
-    val_root: str | None = None
+    val_root: str | None = None  # LFW folder, or the folder of the val_bins (default: train_root)
     val_bin: str | None = None  # or an insightface verification .bin (e.g. lfw.bin)
+    val_bins: list[str] = []  # or a suite: <val_root>/<name>.bin each, e.g. [lfw, cfp_fp, agedb_30]
+    ijb_root: str | None = None  # IJB-B/C folder with meta/ and loose_crop/ (an extra split)
+    ijb_target: Literal["IJBB", "IJBC"] = "IJBC"
+    ijb_detector_score: bool = True  # weight image features by the faceness score, as eval_ijbc.py does
+    sample_rate: float = 1.0  # Partial FC: fraction of class centres per batch (1.0: full softmax)
     synthetic_train_identities: int = 400
     synthetic_train_images: int = 16
     synthetic_val_identities: int = 150
@@ -74,6 +82,31 @@ class FaceRecognitionSettings(BaseModel):
         if unknown or not value:
             raise ValueError(f"expected a non-empty list of {', '.join(KINDS)}")
         return value
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _rate(cls, value: float) -> float:
+        if not 0.0 < value <= 1.0:
+            raise ValueError("must be in (0, 1] (1.0 keeps every class centre)")
+        return value
+
+    @field_validator("val_bins")
+    @classmethod
+    def _bin_names(cls, value: list[str]) -> list[str]:
+        bad = [n for n in value if not n or "/" in n or "\\" in n or n.endswith(".bin")]
+        if bad:
+            raise ValueError(
+                f"expected set names such as lfw or cfp_fp (files <val_root>/<name>.bin), got {bad}"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError(f"a set is named twice: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_verification_source(self):
+        if self.val_bins and (self.val_bin or self.val_pairs):
+            raise ValueError("data.val_bins replaces data.val_bin / data.val_pairs: set one of them")
+        return self
 
 
 def _digest(*parts: Any) -> str:
@@ -109,21 +142,37 @@ class FaceRecognitionTask(Task):
         super().__init__(settings, cache_dir)
         self._provenance: dict[str, Any] = {}
         self._num_classes: int | None = None
+        self._train: tuple | None = None
+        if settings.val_bins:  # the suite's splits are named after its sets; the first one is "clean"
+            self.clean_split = settings.val_bins[0]
+            self.occluded_split = f"{settings.val_bins[0]}_masked"
+        if settings.ijb_root:
+            known = {m.name for m in self.metrics}
+            self.metrics = self.metrics + tuple(Metric(far_name(f)) for f in FARS if far_name(f) not in known)
 
     @classmethod
     def unused_data_keys(cls, settings: FaceRecognitionSettings) -> dict[str, str]:
         if settings.dataset != "synthetic":
-            return {}
+            ijb_only = ("ijb_target", "ijb_detector_score")
+            why = "no IJB set is read without data.ijb_root"
+            return {
+                f"data.{k}": why for k in ijb_only if not settings.ijb_root and k in settings.model_fields_set
+            }
         why = "the embedded synthetic identities are generated, they read no folder (set data.dataset)"
-        keys = ("train_root", "val_pairs", "val_root", "val_bin")
-        return {f"data.{k}": why for k in keys if getattr(settings, k) is not None}
+        keys = ("train_root", "val_pairs", "val_root", "val_bin", "ijb_root")
+        unused = {f"data.{k}": why for k in keys if getattr(settings, k) is not None}
+        if settings.val_bins:
+            unused["data.val_bins"] = why
+        return unused
 
     @property
     def dataset_name(self) -> str:
         s = self.settings
         if s.dataset == "synthetic":
             return "synthetic-faces"
-        return f"{Path(s.train_root or 'folder').name}+{Path(s.val_bin or s.val_pairs or 'pairs').stem}"
+        val = "+".join(s.val_bins) if s.val_bins else Path(s.val_bin or s.val_pairs or "pairs").stem
+        ijb = f"+{s.ijb_target.lower()}" if s.ijb_root else ""
+        return f"{Path(s.train_root or 'folder').name}+{val}{ijb}"
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -141,21 +190,42 @@ class FaceRecognitionTask(Task):
             val_images=s.synthetic_val_images, pairs_per_fold=s.synthetic_pairs_per_fold,
         )  # fmt: skip
 
+    def _train_source(self):
+        """(images, labels or None, identities) of a folder, label list or RecordIO set, read once."""
+        s = self.settings
+        if self._train is None:
+            if not s.train_root:
+                raise DataError(f"data.train_root: required when data.dataset is '{s.dataset}'")
+            self._train = train_source(s.dataset, Path(s.train_root))
+        return self._train
+
     def num_classes(self) -> int:
-        """Training identities: the margin classifier's size (known before any image is read)."""
+        """Training identities: the margin classifier's size (known before any image is decoded)."""
         if self._num_classes is None:
             s = self.settings
             if s.dataset == "synthetic":
                 self._num_classes = s.synthetic_train_identities
             else:
-                if not s.train_root:
-                    raise DataError(
-                        "data.train_root: an identity folder is required when data.dataset is 'folder'"
-                    )
-                self._num_classes = count_identities(Path(s.train_root).expanduser())
-                if self._num_classes == 0:
-                    raise DataError(f"{s.train_root}: no identity folder with images")
+                self._num_classes = self._train_source()[2]
         return self._num_classes
+
+    def _bin_source(self, path: Path) -> tuple[list[FaceImage], np.ndarray, np.ndarray, str, str]:
+        images, pairs, same = read_bin(path)
+        digest = _digest(path.stat().st_size, str(path.resolve()), same.tobytes())
+        return images, pairs, same, path.stem, digest
+
+    def _val_sources(self, seed: int) -> list[tuple[list[FaceImage], np.ndarray, np.ndarray, str, str]]:
+        """The clean pair lists: the suite's .bin sets in order, or the one of `_val_source`."""
+        s = self.settings
+        if not s.val_bins:
+            return [self._val_source(seed)]
+        folder = Path(s.val_root or s.train_root or "").expanduser()
+        if not (s.val_root or s.train_root):
+            raise DataError("data.val_bins: set data.val_root, the folder holding <name>.bin")
+        missing = [n for n in s.val_bins if not (folder / f"{n}.bin").is_file()]
+        if missing:
+            raise DataError(f"data.val_bins: {', '.join(f'{n}.bin' for n in missing)} not found in {folder}")
+        return [self._bin_source(folder / f"{name}.bin") for name in s.val_bins]
 
     def _val_source(self, seed: int) -> tuple[list[FaceImage], np.ndarray, np.ndarray, str, str]:
         """(images, pairs, is-same, a name, a digest) of the clean verification pairs."""
@@ -165,19 +235,11 @@ class FaceRecognitionTask(Task):
             images, pairs, same = pairs_over_folder(pairs_file, val_root)
             return images, pairs, same, "synthetic", _digest(pairs_file.read_bytes(), str(pairs_file))
         if s.val_bin:
-            path = Path(s.val_bin).expanduser()
-            images, pairs, same = read_bin(path)
-            return (
-                images,
-                pairs,
-                same,
-                path.stem,
-                _digest(path.stat().st_size, str(path.resolve()), same.tobytes()),
-            )
+            return self._bin_source(Path(s.val_bin).expanduser())
         if not (s.val_pairs and s.val_root):
             raise DataError(
-                "data.val_pairs and data.val_root (or data.val_bin) are required when data.dataset is "
-                "'folder'"
+                "data.val_pairs and data.val_root (or data.val_bin, or data.val_bins) are required when "
+                f"data.dataset is '{s.dataset}'"
             )
         pairs_file = Path(s.val_pairs).expanduser()
         images, pairs, same = pairs_over_folder(pairs_file, Path(s.val_root).expanduser())
@@ -191,21 +253,21 @@ class FaceRecognitionTask(Task):
 
     def datasets(self, *, seed: int, occlusion: OcclusionPlan):
         s = self.settings
-        train_root = self._synthetic(seed)[0] if s.dataset == "synthetic" else Path(s.train_root or "")
-        if s.dataset == "folder" and not s.train_root:
-            raise DataError("data.train_root: an identity folder is required when data.dataset is 'folder'")
-        images, labels, names = read_identity_folder(train_root.expanduser())
-        if len(names) != self.num_classes():
+        if s.dataset == "synthetic":
+            train_root = self._synthetic(seed)[0]
+            images, labels, identities = train_source("folder", train_root)
+        else:
+            train_root = Path(s.train_root or "")
+            images, labels, identities = self._train_source()
+        if identities != self.num_classes():
             raise DataError(
-                f"{train_root}: {len(names)} identities, but the head was sized for {self.num_classes()}"
+                f"{train_root}: {identities} identities, but the head was sized for {self.num_classes()}"
             )
         occluder = FaceOccluder(occlusion.train, tuple(s.occluders)) if occlusion.train is not None else None
         train = FaceTrainSet(
             images, labels, input_size=s.input_size, flip=s.flip, occluder=occluder, seed=seed
         )
 
-        val_images, pairs, same, name, digest = self._val_source(seed)
-        clean = VerificationSet(val_images, pairs, same, input_size=s.input_size, name=name)
         val_settings, val_kinds = occlusion.val, tuple(s.val_occluders)
         if occlusion.val_severity is not None:
             if val_kinds != ("mask",):
@@ -213,26 +275,52 @@ class FaceRecognitionTask(Task):
                     "data.val_occluders: the severity ladder (occlusion.val_severity) sets them"
                 )
             val_settings, val_kinds = severity_occluders(occlusion.val_severity)
-        masked_paths, occluded = build_masked_split(
-            clean, self.cache_dir / "face_recognition" / "masked_val", settings=val_settings,
-            kinds=val_kinds, seed=occlusion.val_seed, source_digest=digest,
-        )  # fmt: skip
-        masked = _masked_pairs(clean, masked_paths, occluded)
+        splits: dict[str, Any] = {}
+        sets, not_computed = [], {}
+        for val_images, pairs, same, name, digest in self._val_sources(seed):
+            clean = VerificationSet(val_images, pairs, same, input_size=s.input_size, name=name)
+            masked_paths, occluded = build_masked_split(
+                clean, self.cache_dir / "face_recognition" / "masked_val", settings=val_settings,
+                kinds=val_kinds, seed=occlusion.val_seed, source_digest=digest,
+            )  # fmt: skip
+            clean_name, masked_name = (name, f"{name}_masked") if s.val_bins else (
+                self.clean_split, self.occluded_split)  # fmt: skip
+            splits[clean_name] = clean
+            splits[masked_name] = _masked_pairs(clean, masked_paths, occluded)
+            missing = not_computable(same)
+            if missing:  # e.g. insightface's sample .bin: matched pairs only, so no TAR@FAR
+                not_computed.update({clean_name: missing, masked_name: missing})
+            sets.append({
+                "split": clean_name, "source": name, "sha256": digest, "pairs": len(pairs),
+                "matched_pairs": int(same.sum()), "masked_images": len(masked_paths),
+                "masked_folder": str(masked_paths[0].parent) if masked_paths else None,
+            })  # fmt: skip
+        if s.ijb_root:
+            ijb = read_ijb(Path(s.ijb_root).expanduser(), s.ijb_target, input_size=s.input_size)
+            splits[ijb.name] = ijb
+            sets.append({"split": ijb.name, "source": str(s.ijb_root), "images": len(ijb),
+                         "templates": int(len(np.unique(ijb.templates))), "pairs": len(ijb.pairs),
+                         "matched_pairs": int(ijb.same.sum())})  # fmt: skip
+        first = sets[0]
         self._provenance = {
             "train_root": str(train_root),
-            "train_identities": len(names),
+            "train_identities": identities,
             "train_images": len(images),
-            "val_source": name,
-            "val_sha256": digest,
-            "val_pairs": len(pairs),
-            "val_matched_pairs": int(same.sum()),
-            "masked_val_images": len(masked_paths),
-            "masked_val_folder": str(masked_paths[0].parent) if masked_paths else None,
+            "val_source": first["source"],
+            "val_sha256": first["sha256"],
+            "val_pairs": first["pairs"],
+            "val_matched_pairs": first["matched_pairs"],
+            "masked_val_images": first["masked_images"],
+            "masked_val_folder": first["masked_folder"],
             "box_source": "five landmarks"
             if any(i.landmarks is not None for i in images[:50])
             else "pre-aligned",
         }
-        return train, {self.clean_split: clean, self.occluded_split: masked}
+        if len(sets) > 1:
+            self._provenance["val_sets"] = sets
+        if not_computed:
+            self._provenance["not_computed"] = not_computed
+        return train, splits
 
     def provenance(self) -> dict[str, Any]:
         return dict(self._provenance)
@@ -241,16 +329,22 @@ class FaceRecognitionTask(Task):
 
     def head(self, in_channels: int, in_stride: int) -> nn.Module:
         side = math.ceil(self.settings.input_size / in_stride)
+        s = self.settings
         return RecognitionHead(
-            in_channels, (side, side), self.num_classes(), self.settings.embedding_size, self.settings.dropout
+            in_channels, (side, side), self.num_classes(), s.embedding_size, s.dropout, s.sample_rate
         )
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         s = self.settings
-        logits = margin_logits(
-            outputs["cosine"], batch["label"], kind=s.margin, scale=s.scale, margin=s.margin_m
-        )
-        return F.cross_entropy(logits, batch["label"])
+        labels = batch["label"]
+        if "cosine" in outputs:
+            cosine = outputs["cosine"]
+        else:  # Partial FC: this network's own centres, the batch's positives + random negatives
+            weight = outputs["class_weight"]
+            count = sample_count(weight.shape[0], s.sample_rate)
+            cosine, labels, _ = sampled_cosine(outputs["embedding"], weight, labels, count)
+        logits = margin_logits(cosine, labels, kind=s.margin, scale=s.scale, margin=s.margin_m)
+        return F.cross_entropy(logits, labels)
 
     def predict(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
         images = batch["image"]
@@ -263,17 +357,27 @@ class FaceRecognitionTask(Task):
         ]
 
     def evaluate(self, predictions: list[dict[str, Any]], dataset: VerificationSet) -> dict[str, float]:
-        embeddings = np.zeros((len(dataset), self.settings.embedding_size), dtype=np.float32)
-        for p in predictions:
-            embeddings[p["index"]] = p["embedding"]
-        stats = verification_metrics(pair_scores(embeddings, dataset.pairs), dataset.same)
-        return {m.name: stats[m.name] for m in self.metrics}
+        """The task's metrics that `dataset` can give: pair lists leave out TAR@FAR without mismatched
+        pairs (the record's `data.not_computed` says why), IJB sets give TAR@FAR only."""
+        embeddings = collate_embeddings(predictions, len(dataset), self.settings.embedding_size)
+        if isinstance(dataset, IJBSet):
+            stats = ijb_metrics(embeddings, dataset, detector_score=self.settings.ijb_detector_score)
+        else:
+            stats = verification_metrics(pair_scores(embeddings, dataset.pairs), dataset.same)
+        return {m.name: stats[m.name] for m in self.metrics if m.name in stats}
 
     def write_predictions(
         self, predictions: list[dict[str, Any]], dataset: VerificationSet, path: Path
     ) -> str:
         from tasks.face_recognition.outputs import write_pair_scores
 
+        if isinstance(dataset, IJBSet):
+            from tasks.face_recognition.ijb import write_template_scores
+
+            embeddings = collate_embeddings(predictions, len(dataset), self.settings.embedding_size)
+            return write_template_scores(
+                embeddings, dataset, path, detector_score=self.settings.ijb_detector_score
+            )
         return write_pair_scores(predictions, dataset, self.settings.embedding_size, path)
 
     def deployable(self, model: nn.Module) -> tuple[nn.Module, torch.Tensor]:

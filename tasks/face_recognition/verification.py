@@ -96,10 +96,32 @@ def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> float:
     return float(np.mean(genuine > threshold))
 
 
+TAR_METRICS = {"tar_far_1e-3": 1e-3, "tar_far_1e-4": 1e-4}
+
+
+def not_computable(same: np.ndarray) -> dict[str, str]:
+    """{metric: why} for the metrics a pair list cannot give: TAR@FAR without mismatched pairs (no FAR)
+    or without matched pairs (no TAR). insightface's own sample test .bin has matched pairs only."""
+    same = np.asarray(same, dtype=bool)
+    if not (~same).any():
+        reason = f"no mismatched pairs among {len(same)}: the false accept rate is undefined"
+    elif not same.any():
+        reason = f"no matched pairs among {len(same)}: the true accept rate is undefined"
+    else:
+        return {}
+    return dict.fromkeys(TAR_METRICS, reason)
+
+
 def verification_metrics(scores: np.ndarray, same: np.ndarray) -> dict[str, float]:
-    """10-fold accuracy (mean, std, threshold) and TAR@FAR=1e-3 / 1e-4 of one pair list."""
-    metrics = ten_fold_accuracy(scores, same)
-    metrics["tar_far_1e-3"] = tar_at_far(scores, same, 1e-3)
-    metrics["tar_far_1e-4"] = tar_at_far(scores, same, 1e-4)
+    """10-fold accuracy (mean, std, threshold) and TAR@FAR=1e-3 / 1e-4 of one pair list.
+
+    What the pairs cannot give is left out (see `not_computable`); with fewer than ten pairs the folds
+    are one pair each.
+    """
+    metrics = ten_fold_accuracy(scores, same, folds=min(10, len(scores)))
+    missing = not_computable(same)
+    for name, far in TAR_METRICS.items():
+        if name not in missing:
+            metrics[name] = tar_at_far(scores, same, far)
     metrics["pairs"] = float(len(scores))
     return metrics

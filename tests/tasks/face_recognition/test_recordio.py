@@ -30,7 +30,7 @@ def _png(value: int, size: int = 8) -> bytes:
 
 def _header_bytes(flag, label, ident, ident2=0) -> bytes:
     """IRHeader written out field by field (uint32, float32, uint64, uint64), independent of `pack`."""
-    return struct.pack("<I", flag) + struct.pack("<f", label) + struct.pack("<Q", ident) + struct.pack("<Q", ident2)
+    return struct.pack("<I", flag) + struct.pack("<f", label) + struct.pack("<QQ", ident, ident2)
 
 
 def _write_insightface_rec(folder, images_per_identity=(2, 1), property_text="2,8,8"):
@@ -158,7 +158,8 @@ def test_truncated_and_mismatched_files_are_one_line_naming_file_and_offset(tmp_
     assert "\n" not in message
     # Truncated before key 4: the index itself is refused, naming both files and the offset.
     rec.write_bytes(blob[: offsets[4] - 8])
-    with pytest.raises(DataError, match=rf"train.idx: key 4 points at offset {offsets[4]}, beyond .*train.rec"):
+    expected = rf"train.idx: key 4 points at offset {offsets[4]}, beyond .*train.rec"
+    with pytest.raises(DataError, match=expected):
         RecordFile(rec)
 
     # An index whose offset points into the middle of a record.
@@ -184,8 +185,7 @@ def test_label_list_with_tabs_spaces_and_landmarks(tmp_path):
     for name in ("a.png", "b c.png", "d.png"):
         cv2.imwrite(str(tmp_path / "images" / name), np.full((8, 8, 3), 9, np.uint8))
     (tmp_path / "label.txt").write_text(
-        "images/a.png\t0\nimages/b c.png\t2\n"
-        "images/d.png 1 1 2 3 4 5 6 7 8 9 10\n"
+        "images/a.png\t0\nimages/b c.png\t2\nimages/d.png 1 1 2 3 4 5 6 7 8 9 10\n"
     )
     images, labels = read_label_list(tmp_path)
     assert labels.tolist() == [0, 2, 1]
