@@ -193,9 +193,9 @@ def _best_match(ann: dict, candidates: list[dict], kappa_sq: np.ndarray) -> np.n
     gt = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
     same = [p for p in candidates if p.get("ann_id") == ann["id"]]
     pool = same or candidates
-    if not pool:
-        return None
     labelled = gt[:, 2] > 0
+    if not pool or not labelled.any():  # a person without labelled keypoints matches nothing (no 0/0 mean)
+        return None
     poses = np.stack([np.asarray(p["keypoints"], np.float64).reshape(-1, 3) for p in pool])
     d_sq = ((poses[:, :, :2] - gt[None, :, :2]) ** 2).sum(axis=2)
     scores = np.exp(-d_sq / (2 * max(float(ann["area"]), 1e-9) * kappa_sq))[:, labelled].mean(axis=1)

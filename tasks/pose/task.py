@@ -180,16 +180,11 @@ class PoseTask(Task):
 
     @classmethod
     def unused_data_keys(cls, settings: PoseSettings) -> dict[str, str]:
-        real = ("root", "train_split", "val_split", "head_boxes")
-        if settings.dataset == "synthetic":
-            why = "the embedded synthetic data is generated, it reads no dataset folder (set data.dataset)"
-            return {f"data.{k}": why for k in real if getattr(settings, k) is not None}
-        defaults = PoseSettings.model_fields
-        return {
-            f"data.{k}": f"only the embedded synthetic data uses it, data.dataset is {settings.dataset}"
-            for k in defaults
-            if k.startswith("synthetic_") and getattr(settings, k) != defaults[k].default
-        }
+        if settings.dataset != "synthetic":
+            return {}
+        why = "the embedded synthetic data is generated, it reads no dataset folder (set data.dataset)"
+        keys = ("root", "train_split", "val_split", "head_boxes")
+        return {f"data.{k}": why for k in keys if getattr(settings, k) is not None}
 
     @property
     def dataset_name(self) -> str:
