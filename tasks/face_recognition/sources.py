@@ -3,8 +3,9 @@
 - Label list (`data.dataset: list`, `data.train_root` = the folder holding `label.txt`): one image per
   line, `<relative path><TAB or spaces><integer label>`, optionally followed by ten numbers, the five
   landmarks `x1 y1 ... x5 y5` in source pixels (those images are aligned with `norm_crop`, the others
-  are taken as aligned). A line with a tab is split at tabs, so paths may hold spaces; otherwise at any
-  whitespace. Labels are 0-based; the classifier has max(label) + 1 classes.
+  are taken as aligned). In a line with a tab the path ends at the first tab (so it may hold spaces) and
+  the numbers after it are split at any whitespace; a line without tabs is split at whitespace. Labels
+  are 0-based; the classifier has max(label) + 1 classes.
 - RecordIO (`data.dataset: rec`, `data.train_root` = the folder holding `train.rec`, `train.idx` and
   optionally `property`): see `recordio.py`. Images are read by key on demand, so a 5M-image set costs
   one integer per image in memory, and each DataLoader worker reads through its own file handle.
@@ -43,8 +44,11 @@ def read_label_list(root: Path) -> tuple[list[FaceImage], np.ndarray]:
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        fields = [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
-        fields = [f for f in fields if f]
+        if "\t" in line:  # the path is the first tab field (it may hold spaces); the rest are numbers
+            path_field, _, rest = line.strip().partition("\t")
+            fields = [path_field.strip(), *rest.split()]
+        else:
+            fields = line.split()
         if len(fields) not in (2, 12):
             raise DataError(
                 f"{path} line {number}: expected '<image> <label>' or '<image> <label> x1 y1 ... x5 y5', "
