@@ -96,7 +96,7 @@ class RecordFaces(Sequence):
             raise DataError(f"data.train_root: no {REC_NAME}.rec in {self.root}")
         self.records = RecordFile(rec)
         self.image_size: tuple[int, int] | None = None
-        header, _ = unpack(self.records.read(0), f"{rec} key 0") if 0 in self.records.index else (None, b"")
+        header, _ = unpack(self.records.read(0), f"{rec} key 0") if 0 in self.records else (None, b"")
         from_header = None
         if header is not None and header.flag > 0:
             first_identity, end = (int(v) for v in np.asarray(header.label)[:2])
@@ -108,7 +108,7 @@ class RecordFaces(Sequence):
             self.keys = np.arange(1, first_identity, dtype=np.int64)
             from_header = end - first_identity
         else:
-            self.keys = np.asarray(sorted(self.records.index), dtype=np.int64)
+            self.keys = self.records.keys.copy()
         prop = self.root / "property"
         from_property = None
         if prop.is_file():
@@ -123,7 +123,7 @@ class RecordFaces(Sequence):
             raise DataError(f"{rec}: no header record 0 and no {prop}: the number of identities is unknown")
         self.num_classes = int(classes)
         ends = self.keys[:1].tolist() + self.keys[-1:].tolist()
-        missing = [int(k) for k in ends if k not in self.records.index]
+        missing = [int(k) for k in ends if k not in self.records]
         if missing:
             raise DataError(f"{self.records.idx}: image key {missing[0]} is missing from the index")
 

@@ -99,7 +99,8 @@ def test_hand_written_rec_with_header_and_multi_part_record_reads_back(tmp_path)
         writer.write(0, header0)
         writer.write(1, record1)
     assert (tmp_path / "w.rec").read_bytes() == bytes(blob)
-    assert read_index(tmp_path / "w.idx") == offsets
+    keys, found = read_index(tmp_path / "w.idx")
+    assert dict(zip(keys.tolist(), found.tolist(), strict=True)) == offsets
 
 
 def test_pack_unpack_round_trip_scalar_and_array_labels():
@@ -146,7 +147,7 @@ def test_property_and_header_must_agree_and_one_must_exist(tmp_path):
 def test_truncated_and_mismatched_files_are_one_line_naming_file_and_offset(tmp_path):
     _write_insightface_rec(tmp_path / "rec")
     rec, idx = tmp_path / "rec" / "train.rec", tmp_path / "rec" / "train.idx"
-    offsets = read_index(idx)
+    offsets = dict(zip(*(a.tolist() for a in read_index(idx)), strict=True))
     blob = rec.read_bytes()
 
     # Truncated inside the last record's data (key 5).
@@ -173,6 +174,10 @@ def test_truncated_and_mismatched_files_are_one_line_naming_file_and_offset(tmp_
     # An index pointing past the end of the .rec (another set's index).
     idx.write_text(f"0\t{offsets[0]}\n1\t{len(blob) + 100}\n")
     with pytest.raises(DataError, match=rf"key 1 points at offset {len(blob) + 100}, beyond .*train.rec"):
+        RecordFile(rec)
+
+    idx.write_text(f"0\t{offsets[0]}\n1\t{offsets[1]}\n1\t{offsets[2]}\n")
+    with pytest.raises(DataError, match=r"train.idx: key 1 appears twice"):
         RecordFile(rec)
 
     idx.write_text("0\tzero\n")
