@@ -32,7 +32,7 @@ def split_role(split: str | None, clean_split: str, occluded_split: str) -> str 
 
 
 def complete_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Fill `evaluated`, `split_role` and `method_role` (in place) where a record predates them.
+    """Fill `evaluated`, `split_role` and `method_role` (in place) where a record lacks them (absent or null).
 
     Derivations for old records, as the report made them before the fields existed:
     - evaluated: per run, the networks scored on the most splits (the evaluated network is scored on every
@@ -44,13 +44,13 @@ def complete_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     Returns:
         the same list, for chaining.
     """
-    legacy_evaluated = _evaluated_by_split_count([r for r in records if "evaluated" not in r])
+    legacy_evaluated = _evaluated_by_split_count([r for r in records if r.get("evaluated") is None])
     for r in records:
-        if "evaluated" not in r:
+        if r.get("evaluated") is None:
             r["evaluated"] = (r.get("run_id"), str(r.get("network"))) in legacy_evaluated
-        if "split_role" not in r:
+        if r.get("split_role") is None:
             r["split_role"] = _split_role_from_name(r.get("split"))
-        if "method_role" not in r:
+        if r.get("method_role") is None:
             r["method_role"] = _registered_role(r.get("method"))
     return records
 
@@ -59,7 +59,8 @@ def _evaluated_by_split_count(records: list[dict[str, Any]]) -> set[tuple[Any, s
     splits: dict[Any, dict[str, set]] = {}
     for r in records:
         if r.get("status") == "ok":
-            splits.setdefault(r.get("run_id"), {}).setdefault(str(r.get("network")), set()).add(r.get("split"))
+            by_network = splits.setdefault(r.get("run_id"), {})
+            by_network.setdefault(str(r.get("network")), set()).add(r.get("split"))
     chosen = set()
     for run_id, by_network in splits.items():
         most = max(len(s) for s in by_network.values())
@@ -71,7 +72,7 @@ def _split_role_from_name(split: Any) -> str | None:
     if split is None:
         return None
     lowered = str(split).lower()
-    return "clean" if lowered.startswith("clean") else "occluded" if lowered.startswith("occluded") else "extra"
+    return next((role for role in ("clean", "occluded") if lowered.startswith(role)), "extra")
 
 
 def _registered_role(method: Any) -> str | None:

@@ -225,7 +225,7 @@ def summarise(grid, trials: list[list[str]], base: Path, spec: SweepSpec) -> pd.
         else:
             metrics = result.metrics or {}
             row.update(status="ok", run_id=metrics.get("run_id"))
-            primary = metrics.get("primary_metric", "AP")  # the task's headline metric (pose: AP)
+            primary = metrics.get("primary_metric")  # the task's headline metric, as its records declare it
             row.update({k: v for k, v in metrics.items() if k.count("/") == 2 and k.endswith(f"/{primary}")})
         rows.append(row)
     return pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)

@@ -1,4 +1,9 @@
-"""One-line verdicts from result records: D-Slope minus a baseline, paired over seeds, with a paired t-test.
+"""One-line verdicts from result records: the method under study minus each baseline, paired over seeds,
+with a paired t-test.
+
+Which method is under study and which are baselines comes from the records' `method_role` (`Method.role`:
+"method" against every "baseline", then every "reference"); the metric is each record's declared primary
+metric and "better"/"worse" follow its declared direction. Nothing here names a method or a metric.
 
 Why paired: runs of two methods with the same seed share the data order, the occluded val and the
 initial draw of the synthetic data, so seed-to-seed variation cancels in the difference. The verdict is
@@ -16,8 +21,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-CANDIDATE = "dslope"
-BASELINES = ("occ_aug", "clean")
+from harness.roles import complete_records
+
+# Who is compared against the method under study, in this order.
+_COMPARED_ROLES = ("baseline", "reference")
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class Verdict:
     candidate: str
     baseline: str
     differences: tuple[float, ...]  # candidate - baseline, one per shared seed
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: the records declare no direction, so no better/worse
 
     @property
     def mean(self) -> float:
@@ -62,7 +69,10 @@ class Verdict:
         if p is None:
             return head + "; too few seeds to judge)"
         better = (self.mean > 0) == self.higher_is_better
-        if p < 0.05:
+        if self.higher_is_better is None:
+            significance = "significant difference" if p < 0.05 else "no significant difference"
+            judgement = f"{significance} (the metric declares no direction), p={p:.3f}"
+        elif p < 0.05:
             judgement = f"{self.candidate} {'better' if better else 'worse'}, p={p:.3f}"
         else:
             judgement = f"no significant difference, p={p:.3f}"
@@ -70,11 +80,12 @@ class Verdict:
 
 
 def _primary(record: dict[str, Any]) -> str | None:
-    """The record's declared primary metric, else AP, else its first metric (records predating the field)."""
+    """The record's declared primary metric, else its first one (records predating the field list their
+    metrics sorted, so a pose record's first is AP)."""
     metrics = list(record.get("metrics") or {})
     if record.get("primary_metric") in metrics:
         return record["primary_metric"]
-    return "AP" if "AP" in metrics else (metrics[0] if metrics else None)
+    return metrics[0] if metrics else None
 
 
 def paired_verdicts(
@@ -82,16 +93,19 @@ def paired_verdicts(
     is_evaluated: Callable[[dict[str, Any]], bool],
     variant: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> list[Verdict]:
-    """Verdicts per (task, dataset, backbone, config variant, split) where D-Slope and a baseline share seeds.
+    """Verdicts per (task, dataset, backbone, config variant, split) where the method under study and a
+    baseline share seeds.
 
     Args:
-        records: result records (status ok ones are used).
+        records: result records (status ok ones are used); records lacking `method_role` get it
+            (harness/roles.py).
         is_evaluated: whether a record is of the network a method deploys (ENet, not GNet).
         variant: the record's config minus what does not change a number (seeds pool within a variant).
     """
+    roles: dict[str, str | None] = {}
     groups: dict[tuple, dict[tuple[str, str], dict[int, float]]] = {}
     directions: dict[tuple, bool] = {}
-    for r in records:
+    for r in complete_records(records):
         if r.get("status") != "ok" or not is_evaluated(r):
             continue
         metric = _primary(r)
@@ -108,16 +122,19 @@ def paired_verdicts(
             repr(sorted(config.items())),
         )
         method = str(r.get("method"))
+        roles[method] = r.get("method_role")
         own = ((r.get("config") or {}).get("method_args") or {}).get(method) or {}
         arm = (method, json.dumps(own, sort_keys=True))  # D-Slope with other weights is another arm
         groups.setdefault(key, {}).setdefault(arm, {})[int(r.get("seed", 0))] = float(value)
-        directions[key] = bool((r.get("higher_is_better") or {}).get(metric, True))
+        declared = (r.get("higher_is_better") or {}).get(metric)
+        directions[key] = declared if isinstance(declared, bool) else None
+    baselines = [m for role in _COMPARED_ROLES for m in sorted(m for m in roles if roles[m] == role)]
     verdicts = []
     for key, arms in sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))):
-        candidates = {arm: seeds for arm, seeds in arms.items() if arm[0] == CANDIDATE}
+        candidates = {arm: seeds for arm, seeds in arms.items() if roles[arm[0]] == "method"}
         labels = _arm_labels(list(candidates))
         for arm, candidate_seeds in sorted(candidates.items(), key=lambda item: labels[item[0]]):
-            for baseline in BASELINES:
+            for baseline in baselines:
                 baseline_seeds: dict[int, float] = {}
                 for other, seeds in arms.items():
                     if other[0] == baseline:

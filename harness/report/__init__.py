@@ -34,7 +34,8 @@ from harness.report.figures import (
     write_figures,
 )
 from harness.report.generate import FORMATS, ReportSummary, generate_report, parse_formats
-from harness.report.interpret import _declared_primary, _primary_metric, evaluated_networks
+from harness.report.interpret import _declared_primary, _primary_metric
+from harness.report.policy import ReportPolicy, load_policy
 from harness.report.records import FILTER_FIELDS, Filter, apply_filters, load_records, parse_filters
 from harness.report.tables import Table, build_table, build_tables
 from harness.report.writers import to_csv, to_latex, to_markdown, write_tables
@@ -43,6 +44,7 @@ __all__ = [
     "FILTER_FIELDS",
     "FORMATS",
     "Filter",
+    "ReportPolicy",
     "ReportSummary",
     "Table",
     "_declared_primary",
@@ -50,7 +52,7 @@ __all__ = [
     "apply_filters",
     "build_table",
     "build_tables",
-    "evaluated_networks",
+    "load_policy",
     "figure_curves",
     "figure_qualitative",
     "figure_severity",

@@ -11,7 +11,6 @@ from typing import Any
 import pandas as pd
 
 from harness.report.interpret import _is_evaluated, _primary_metric
-from harness.report.policy import _BASELINE_METHOD, _DSLOPE_METHOD
 from harness.report.records import _lookup
 from harness.report.tables import Table
 
@@ -73,15 +72,13 @@ def _severity(record: dict[str, Any]) -> float | None:
     return None
 
 
-def figure_severity(
-    records: list[dict[str, Any]], evaluated: set[tuple[str, str]], out: Path, notes: list[str]
-) -> list[Path]:
+def figure_severity(records: list[dict[str, Any]], out: Path, notes: list[str]) -> list[Path]:
     """Primary metric vs. occlusion severity, a line per method/backbone/split; needs ≥ 2 severities."""
     rows = []
     for r in records:
         severity = _severity(r)
         metric = _primary_metric(r.get("metrics") or {}, r.get("primary_metric"))
-        if severity is None or metric is None or not _is_evaluated(r, evaluated):
+        if severity is None or metric is None or not _is_evaluated(r):
             continue
         line = f"{r.get('method')} · {r.get('backbone')} · {r.get('split')}"
         rows.append((str(r.get("task")), str(r.get("dataset")), metric, line, severity, r["metrics"][metric]))
@@ -143,25 +140,23 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _showcase_record(
-    records: list[dict[str, Any]], method: str, evaluated: set[tuple[str, str]]
-) -> dict[str, Any] | None:
-    """The occluded-split record of `method`'s evaluated network with samples (lowest seed, then run id)."""
+def _showcase_record(records: list[dict[str, Any]], method_role: str) -> dict[str, Any] | None:
+    """The occluded-split record with samples of the evaluated network of a method with `method_role`
+    (lowest seed, then run id)."""
     candidates = [
         r
         for r in records
-        if r.get("method") == method
-        and "occluded" in str(r.get("split"))
+        if r.get("method_role") == method_role
+        and r.get("split_role") == "occluded"
         and r.get("samples")
-        and _is_evaluated(r, evaluated)
+        and _is_evaluated(r)
     ]
     return min(candidates, key=lambda r: (str(r.get("seed")), r["run_id"], r["_file"]), default=None)
 
 
-def figure_qualitative(
-    records: list[dict[str, Any]], evaluated: set[tuple[str, str]], out: Path, notes: list[str]
-) -> list[Path]:
-    """The paper's grid: occluded val crops, columns ground truth | baseline | D-Slope ENet; per backbone."""
+def figure_qualitative(records: list[dict[str, Any]], out: Path, notes: list[str]) -> list[Path]:
+    """The paper's grid: occluded val crops, columns ground truth | the reference method (`role:
+    reference`, the clean model) | the method under study (`role: method`); per backbone."""
     written = []
     groups = sorted({(str(r.get("task")), str(r.get("dataset")), str(r.get("backbone"))) for r in records})
     for task, dataset, backbone in groups:
@@ -175,8 +170,8 @@ def figure_qualitative(
                 backbone,
             )
         ]
-        baseline = _showcase_record(mine, _BASELINE_METHOD, evaluated)
-        dslope = _showcase_record(mine, _DSLOPE_METHOD, evaluated)
+        baseline = _showcase_record(mine, "reference")
+        dslope = _showcase_record(mine, "method")
         if baseline is None or dslope is None:
             continue
         theirs = {s.get("ann_id"): s for s in dslope["samples"]}
@@ -193,7 +188,9 @@ def figure_qualitative(
             rows, skeleton, baseline, dslope, out / f"qualitative_{task}_{dataset}_{backbone}"
         )
     if not written and not any("figure qualitative" in n for n in notes):
-        notes.append("figure qualitative: no occluded-split samples of both clean and dslope runs, skipped")
+        notes.append(
+            "figure qualitative: no occluded-split samples of both a reference and a method run, skipped"
+        )
     return written
 
 
@@ -202,8 +199,8 @@ def _draw_grid(rows, skeleton, baseline, dslope, stem: Path) -> list[Path]:
 
     titles = [
         "ground truth",
-        f"{_BASELINE_METHOD}\n{baseline['run_id']}",
-        f"{_DSLOPE_METHOD} {dslope.get('network')}\n{dslope['run_id']}",
+        f"{baseline.get('method')}\n{baseline['run_id']}",
+        f"{dslope.get('method')} {dslope.get('network')}\n{dslope['run_id']}",
     ]
     colours = ["tab:green", "tab:orange", "tab:blue"]
     fig = _new_figure(6.0, 2.2 * len(rows))
@@ -249,7 +246,6 @@ def _draw_skeleton(ax, flat: list[float], skeleton: list[list[int]], colour: str
 def write_figures(
     tables: list[Table],
     ok: list[dict[str, Any]],
-    evaluated: set[tuple[str, str]],
     out: Path,
     notes: list[str],
 ) -> list[Path]:
@@ -259,9 +255,9 @@ def write_figures(
     with matplotlib.rc_context(_RC):
         written = []
         for table in tables:
-            if table.name != "ablation":
+            if not table.ablation:
                 written += figure_split_bars(table, out)
-        written += figure_severity(ok, evaluated, out, notes)
+        written += figure_severity(ok, out, notes)
         written += figure_curves(ok, out)
-        written += figure_qualitative(ok, evaluated, out, notes)
+        written += figure_qualitative(ok, out, notes)
     return written

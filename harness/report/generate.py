@@ -9,7 +9,8 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.report.figures import write_figures
-from harness.report.interpret import _is_evaluated, _variant, evaluated_networks
+from harness.report.interpret import _is_evaluated, _variant
+from harness.report.policy import load_policy
 from harness.report.records import Filter, apply_filters, load_records
 from harness.report.tables import build_tables
 from harness.report.writers import to_markdown, write_tables
@@ -30,7 +31,7 @@ class ReportSummary:
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     markdown: list[str] = field(default_factory=list)  # the tables, for the terminal
-    verdicts: list[str] = field(default_factory=list)  # D-Slope minus each baseline, paired over seeds
+    verdicts: list[str] = field(default_factory=list)  # the studied method minus each baseline, over seeds
 
 
 def parse_formats(text: str) -> list[str]:
@@ -53,6 +54,7 @@ def generate_report(
     out_dir: Path | None = None,
     formats: Iterable[str] = FORMATS,
     filters: Iterable[Filter] = (),
+    policy: Path | None = None,
 ) -> ReportSummary:
     """Regenerate every table and figure from `results_dir/runs/*.json` alone.
 
@@ -61,12 +63,13 @@ def generate_report(
         out_dir: where `tables/` and `figures/` go; default `results_dir`.
         formats: table formats, a subset of md, tex, csv.
         filters: records must match all of them.
+        policy: the table policy YAML (harness/report/policy.py); default `configs/report.yaml`.
 
     Returns:
         What was read and written; `records == 0` when there was nothing to report (nothing is written).
 
     Raises:
-        ConfigError: an unknown format or filter key.
+        ConfigError: an unknown format or filter key, or a bad policy file.
         DataError: an unreadable record.
 
     Example:
@@ -76,24 +79,24 @@ def generate_report(
     out_dir = Path(out_dir) if out_dir is not None else results_dir
     formats = [f for f in FORMATS if f in set(formats)]
     summary = ReportSummary(results_dir)
+    tables_policy = load_policy(policy)
     records = load_records(results_dir)
     summary.records = len(records)
     if not records:
         return summary
-    evaluated = evaluated_networks(records)
     records = apply_filters(records, list(filters))
     summary.selected = len(records)
     if not records:
         return summary
     summary.failed = [r for r in records if r.get("status") != "ok"]
-    tables = build_tables(records, evaluated, summary.notes)
+    tables = build_tables(records, tables_policy, summary.notes)
     summary.tables = write_tables(tables, summary.failed, out_dir / "tables", formats)
     summary.markdown = [to_markdown(t) for t in tables]
-    verdicts = paired_verdicts(records, lambda r: _is_evaluated(r, evaluated), _variant)
+    verdicts = paired_verdicts(records, _is_evaluated, _variant)
     summary.verdicts = [v.text() for v in verdicts]
     if summary.verdicts:
         (out_dir / "tables" / "verdicts.md").write_text("".join(f"- {line}\n" for line in summary.verdicts))
         summary.tables.append(out_dir / "tables" / "verdicts.md")
     ok = [r for r in records if r.get("status") == "ok"]
-    summary.figures = write_figures(tables, ok, evaluated, out_dir / "figures", summary.notes)
+    summary.figures = write_figures(tables, ok, out_dir / "figures", summary.notes)
     return summary

@@ -1,5 +1,6 @@
-"""What a record means beyond its fields: which network is evaluated, which runs are seeds of one variant,
-split order, each metric's declared direction and the primary metric.
+"""What records mean together: which runs are seeds of one variant, split order, each metric's declared
+direction and the primary metric. Which network is evaluated and what role a split or method plays are fields
+of the records themselves (harness/roles.py fills them in for older records).
 """
 
 from __future__ import annotations
@@ -13,39 +14,21 @@ from harness.report.records import _flatten
 _NOT_A_VARIANT = ("seed", "device", "output")
 
 
-def evaluated_networks(records: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """(run_id, network) pairs a method evaluates, as opposed to networks it only reports for reference.
-
-    Records do not say which network is the deployed one, but the harness evaluates it on every split and the
-    others on the clean split only, so per run the networks scored on the most splits are the evaluated ones.
-    Call this on all records before filtering, so `split=clean_val` does not promote GNet.
-    """
-    splits: dict[str, dict[str, set]] = {}
-    for r in records:
-        if r.get("status") == "ok":
-            splits.setdefault(r["run_id"], {}).setdefault(str(r.get("network")), set()).add(r.get("split"))
-    chosen = set()
-    for run_id, by_network in splits.items():
-        most = max(len(s) for s in by_network.values())
-        chosen |= {(run_id, n) for n, s in by_network.items() if len(s) == most}
-    return chosen
-
-
 def _variant(record: dict[str, Any]) -> dict[str, Any]:
     """The flattened config minus what does not change a number: runs with equal variants pool as seeds."""
     flat = _flatten(record.get("config") or {})
     return {k: v for k, v in flat.items() if k.split(".")[0] not in _NOT_A_VARIANT}
 
 
-def _split_order(split: str) -> tuple[int, str]:
-    """Clean splits first, then occluded, then the rest: the paper's column order, without naming a task."""
-    lowered = split.lower()
-    rank = 0 if lowered.startswith("clean") else 1 if lowered.startswith("occluded") else 2
-    return rank, split
+def _split_order(split: str, role: str | None) -> tuple[int, str]:
+    """Clean splits first, then occluded, then the rest (by the records' `split_role`): the paper's column
+    order, without naming a task."""
+    return {"clean": 0, "occluded": 1}.get(str(role), 2), split
 
 
-def _is_evaluated(record: dict[str, Any], evaluated: set[tuple[str, str]]) -> bool:
-    return (record["run_id"], str(record.get("network"))) in evaluated
+def _is_evaluated(record: dict[str, Any]) -> bool:
+    """Whether the record's network is the one its method evaluates (not trained alongside for reference)."""
+    return bool(record.get("evaluated"))
 
 
 def _directions(records: list[dict[str, Any]]) -> dict[str, bool | None]:
@@ -61,11 +44,12 @@ def _directions(records: list[dict[str, Any]]) -> dict[str, bool | None]:
 
 
 def _primary_metric(metrics: Iterable[str], declared: str | None = None) -> str | None:
-    """The primary metric the records declare (their task's), else AP when present, else the first one."""
+    """The primary metric the records declare (their task's), else the first one (records predating the field
+    list their metrics sorted, so a pose record's first is AP)."""
     names = list(metrics)
     if declared in names:
         return declared
-    return "AP" if "AP" in names else (names[0] if names else None)
+    return names[0] if names else None
 
 
 def _declared_primary(records: list[dict[str, Any]]) -> str | None:

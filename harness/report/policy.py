@@ -1,38 +1,88 @@
-"""The paper's table policy: which tables the records call for and which methods the ablation and the
-qualitative figure compare. Everything else in the report is generic over tasks and methods.
+"""The paper's table policy, read from a YAML file (default `configs/report.yaml`): which tables the records
+are grouped into and what the ablation table is called.
+
+Nothing here names a task, dataset or method: those names live in the YAML. Which method is under study,
+which network is evaluated and which split is clean or occluded come from the records (harness/roles.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-REAL_OCCLUSION_DATASETS = ("ochuman", "crowdpose")
-_BASELINE_METHOD = "clean"
-_DSLOPE_METHOD = "dslope"
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from harness.config import CONFIG_ROOT
+from harness.errors import ConfigError
+from harness.report.records import _MISSING, _lookup, _text
+
+DEFAULT_POLICY = CONFIG_ROOT / "report.yaml"
 
 
-def _table_families(records: list[dict[str, Any]]) -> list[tuple[str, str, Callable[[dict], bool]]]:
-    """(name, title, selector) of each table the records call for; other tasks get a table of their own."""
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    def real(r: dict) -> bool:
-        return str(r.get("dataset", "")).lower() in REAL_OCCLUSION_DATASETS
 
-    families = [
-        (
-            "pose",
-            "Pose estimation: clean vs. occluded val",
-            lambda r: r.get("task") == "pose" and not real(r),
-        ),
-        ("real_occlusion", "Real occlusion (OCHuman, CrowdPose)", real),
-        ("face_alignment", "Face alignment", lambda r: r.get("task") == "face_alignment" and not real(r)),
-        (
-            "face_recognition",
-            "Face recognition",
-            lambda r: r.get("task") == "face_recognition" and not real(r),
-        ),
-    ]
-    named = {"pose", "face_alignment", "face_recognition"}
-    for task in sorted({str(r.get("task")) for r in records} - named):
-        families.append((task, f"Task {task}", lambda r, t=task: str(r.get("task")) == t and not real(r)))
+class TableSpec(_Strict):
+    """One table: the records matching every `where` key and none of the `unless` keys."""
+
+    name: str
+    title: str
+    where: dict[str, list[str]] = {}
+    unless: dict[str, list[str]] = {}
+
+    def selects(self, record: dict[str, Any]) -> bool:
+        def matches(key: str, values: list[str]) -> bool:
+            value = _lookup(record, key)
+            return value is not _MISSING and _text(value).lower() in {str(v).lower() for v in values}
+
+        return all(matches(k, v) for k, v in self.where.items()) and not any(
+            matches(k, v) for k, v in self.unless.items()
+        )
+
+
+class AblationSpec(_Strict):
+    name: str = "ablation"
+    title: str = "Ablation: {method} switches (evaluated network)"
+
+
+class ReportPolicy(_Strict):
+    tables: list[TableSpec] = []
+    ablation: AblationSpec = AblationSpec()
+
+
+def load_policy(path: Path | None = None) -> ReportPolicy:
+    """The report policy in `path` (default `configs/report.yaml`); empty when the default file is absent.
+
+    Raises:
+        ConfigError: the file cannot be read, is not YAML, or has an unknown key or a wrong type.
+    """
+    if path is None and not DEFAULT_POLICY.is_file():
+        return ReportPolicy()
+    path = Path(path or DEFAULT_POLICY)
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"report policy {path}: {' '.join(str(err).split())}") from None
+    try:
+        return ReportPolicy.model_validate(tree)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"report policy {path}: {where}: {first['msg']}") from None
+
+
+def table_families(
+    records: list[dict[str, Any]], policy: ReportPolicy
+) -> list[tuple[str, str, Callable[[dict], bool]]]:
+    """(name, title, selector) of each table: the policy's, then one per task for the records none takes."""
+    families = [(t.name, t.title, t.selects) for t in policy.tables]
+
+    def untaken(r: dict) -> bool:
+        return not any(t.selects(r) for t in policy.tables)
+
+    for task in sorted({str(r.get("task")) for r in records if untaken(r)}):
+        families.append((task, f"Task {task}", lambda r, t=task: str(r.get("task")) == t and untaken(r)))
     return families

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, DataError
+from harness.roles import complete_records
 
 FILTER_FIELDS = (
     "run_id",
@@ -40,6 +41,9 @@ class Filter:
 def load_records(results_dir: Path) -> list[dict[str, Any]]:
     """Every record under `results_dir/runs/`, sorted by file name; each gains `_file` (its file name).
 
+    Records predating `evaluated`, `split_role` and `method_role` get them (harness/roles.py), from all
+    records before any filter, so a filter `split=clean_val` cannot promote GNet to the evaluated network.
+
     Raises:
         DataError: a record file is not valid JSON or not a JSON object.
     """
@@ -53,7 +57,7 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
             raise DataError(f"result record {path} must hold a JSON object, got {type(record).__name__}")
         record["_file"] = path.name
         records.append(record)
-    return records
+    return complete_records(records)
 
 
 def parse_filters(texts: Iterable[str]) -> list[Filter]:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from harness.report.interpret import _declared_primary, _directions, _is_evaluated, _split_order, _variant
-from harness.report.policy import _DSLOPE_METHOD, _table_families
+from harness.report.policy import ReportPolicy, table_families
 from harness.report.records import _flatten, _lookup, _text
 
 
@@ -29,6 +29,7 @@ class Table:
     provenance: pd.DataFrame  # key columns + run_id, seed, network, split, file
     failed: list[dict[str, Any]]
     primary: str | None = None  # the primary metric the records declare (figures plot it)
+    ablation: bool = False  # rows are settings of one method, not methods: no per-split bar figure
 
     def best(self) -> set[tuple[int, int]]:
         """Cells to bold: per column the best mean (ties all bold) of ranked rows, in the declared direction.
@@ -56,10 +57,10 @@ class Table:
         return 4 if values and max(values) < 0.1 else 3
 
 
-def _row_key(record: dict[str, Any], key_columns: list[str], evaluated: set[tuple[str, str]]) -> tuple:
+def _row_key(record: dict[str, Any], key_columns: list[str]) -> tuple:
     values = []
     for column in key_columns:
-        if column == "method" and not _is_evaluated(record, evaluated):
+        if column == "method" and not _is_evaluated(record):
             values.append(f"{record.get('method')} ({record.get('network')})")
         elif "." in column:
             values.append(_text(_lookup(record, column)))
@@ -74,7 +75,6 @@ def build_table(
     ok: list[dict[str, Any]],
     failed: list[dict[str, Any]],
     key_columns: list[str],
-    evaluated: set[tuple[str, str]],
 ) -> Table:
     """Aggregate ok records into one table: a row per key (and config variant), cells over seeds.
 
@@ -83,12 +83,12 @@ def build_table(
         title: caption.
         ok: the ok records that belong to the table (each contributes its metrics to one row).
         failed: the failed records that belong to it (listed, never aggregated).
-        key_columns: record fields or dotted paths that identify a row.
-        evaluated: (run_id, network) pairs that are ranked (the others are reference rows).
+        key_columns: record fields or dotted paths that identify a row. Records whose network is not the
+            evaluated one (`evaluated: false`) are reference rows, not ranked.
     """
     long = []
     for r in ok:
-        key = _row_key(r, key_columns, evaluated)
+        key = _row_key(r, key_columns)
         variant = json.dumps(_variant(r), sort_keys=True, default=str)
         for metric, value in (r.get("metrics") or {}).items():
             if isinstance(value, (int, float)) and math.isfinite(value):
@@ -104,7 +104,8 @@ def build_table(
     )
     rows = sorted(set(row_of.values()))
     metrics = list(dict.fromkeys(m for *_, m, _, _ in long))
-    splits = sorted({s for _, _, s, *_ in long}, key=_split_order)
+    roles = {str(r.get("split")): r.get("split_role") for *_, r in long}
+    splits = sorted(roles, key=lambda s: _split_order(s, roles[s]))
     columns = [(s, m) for s in splits for m in metrics if ((frame.split == s) & (frame.metric == m)).any()]
     cells = {}
     if not frame.empty:
@@ -128,7 +129,7 @@ def build_table(
         ),
         columns=[*columns_out, "run_id", "seed", "network", "split", "file"],
     )
-    unranked = {row_of[key, variant] for key, variant, *_, r in long if not _is_evaluated(r, evaluated)}
+    unranked = {row_of[key, variant] for key, variant, *_, r in long if not _is_evaluated(r)}
     reference = {i for i, row in enumerate(rows) if row in unranked}
     return Table(
         name=name,
@@ -159,53 +160,50 @@ def _variant_labels(keys: set[tuple[tuple, str]]) -> dict[tuple[tuple, str], str
     return labels
 
 
-def build_tables(
-    records: list[dict[str, Any]], evaluated: set[tuple[str, str]], notes: list[str]
-) -> list[Table]:
-    """Every table the (filtered) records call for; a family without records is skipped with a note."""
+def build_tables(records: list[dict[str, Any]], policy: ReportPolicy, notes: list[str]) -> list[Table]:
+    """Every table the (filtered) records call for; a policy table without records is skipped with a note."""
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [r for r in records if r.get("status") != "ok"]
     tables = []
     keys = ["dataset", "method", "backbone", "network"]
-    for name, title, selects in _table_families(records):
+    listed = {t.name for t in policy.tables}
+    for name, title, selects in table_families(records, policy):
         mine_ok, mine_failed = [r for r in ok if selects(r)], [r for r in failed if selects(r)]
         if mine_ok or mine_failed:
-            tables.append(build_table(name, title, mine_ok, mine_failed, keys, evaluated))
-        elif name in ("real_occlusion", "face_alignment", "face_recognition"):
+            tables.append(build_table(name, title, mine_ok, mine_failed, keys))
+        elif name in listed:
             notes.append(f"table {name}: no records, skipped")
-    ablation = _ablation_table(ok, failed, evaluated)
-    if ablation is None:
-        notes.append("table ablation: the D-Slope runs do not differ in method_args.dslope, skipped")
-    else:
-        tables.append(ablation)
+    studied = sorted({str(r.get("method")) for r in ok if r.get("method_role") == "method"})
+    if not studied:
+        notes.append(f"table {policy.ablation.name}: no runs of a method with role 'method', skipped")
+    for method in studied:
+        name = policy.ablation.name if len(studied) == 1 else f"{policy.ablation.name}_{method}"
+        title = policy.ablation.title.replace("{method}", method)
+        ablation = _ablation_table(name, title, method, ok, failed)
+        if ablation is None:
+            notes.append(f"table {name}: the {method} runs do not differ in method_args.{method}, skipped")
+        else:
+            tables.append(ablation)
     return tables
 
 
 def _ablation_table(
-    ok: list[dict[str, Any]], failed: list[dict[str, Any]], evaluated: set[tuple[str, str]]
+    name: str, title: str, method: str, ok: list[dict[str, Any]], failed: list[dict[str, Any]]
 ) -> Table | None:
-    """D-Slope's evaluated network, one row per setting of the `method_args.dslope` switches that vary."""
-    runs = [r for r in ok if r.get("method") == _DSLOPE_METHOD and _is_evaluated(r, evaluated)]
+    """`method`'s evaluated network, one row per setting of its `method_args.<method>` switches that vary."""
+    prefix = f"config.method_args.{method}"
+    runs = [r for r in ok if r.get("method") == method and _is_evaluated(r)]
+    settings = [_lookup(r, prefix) for r in runs]  # a dict, or _MISSING for a method without args
     switches = sorted(
-        {
-            key
-            for r in runs
-            for key in _flatten(_lookup(r, "config.method_args.dslope") or {}, "config.method_args.dslope.")
-        }
+        {key for tree in settings if isinstance(tree, dict) for key in _flatten(tree, f"{prefix}.")}
     )
     varying = [k for k in switches if len({_text(_lookup(r, k)) for r in runs}) > 1]
     if not varying:
         return None
-    mine_failed = [r for r in failed if r.get("method") == _DSLOPE_METHOD]
-    table = build_table(
-        "ablation",
-        "Ablation: D-Slope switches (evaluated network)",
-        runs,
-        mine_failed,
-        ["dataset", "backbone", "network", *varying],
-        evaluated,
-    )
-    short = {k: k.removeprefix("config.method_args.dslope.") for k in varying}
+    mine_failed = [r for r in failed if r.get("method") == method]
+    table = build_table(name, title, runs, mine_failed, ["dataset", "backbone", "network", *varying])
+    short = {k: k.removeprefix(f"{prefix}.") for k in varying}
     table.key_columns = [short.get(c, c) for c in table.key_columns]
     table.provenance = table.provenance.rename(columns=short)
+    table.ablation = True
     return table

@@ -442,3 +442,107 @@ def test_verdicts_keep_dslope_variants_apart():
     assert set(verdicts) == {"dslope[enet_weight=0.001]", "dslope[enet_weight=0.0001]"}
     assert verdicts["dslope[enet_weight=0.001]"].mean == pytest.approx(-0.09)
     assert verdicts["dslope[enet_weight=0.0001]"].mean == pytest.approx((0.02 + 0.04 + 0.05) / 3)
+
+
+def _roles(record: dict, evaluated: bool, split_role: str, method_role: str) -> dict:
+    return {**record, "evaluated": evaluated, "split_role": split_role, "method_role": method_role}
+
+
+def test_report_reads_roles_from_records_not_names(tmp_path):
+    """Methods named neither dslope nor clean: the record fields say who is studied and which network counts.
+
+    `mine` evaluates `student`, scored on the clean split only, while `helper` is scored on both splits: the
+    old split-count guess would pick `helper`, the records say `student`. Its split `zz_clean` is the clean
+    role, so it comes first although it sorts last by name.
+    """
+    records = []
+    for seed, (mine, other) in enumerate(((0.50, 0.40), (0.52, 0.41), (0.55, 0.43))):
+        records.append(
+            _roles(
+                _record(f"m-s{seed}", "mine", "student", "zz_clean", {"AP": mine}, seed),
+                True,
+                "clean",
+                "method",
+            )
+        )
+        for split in ("zz_clean", "hard"):
+            records.append(
+                _roles(
+                    _record(f"m-s{seed}", "mine", "helper", split, {"AP": 0.9}, seed),
+                    False,
+                    "clean" if split == "zz_clean" else "extra",
+                    "method",
+                )
+            )
+        records.append(
+            _roles(
+                _record(f"o-s{seed}", "other", "net", "zz_clean", {"AP": other}, seed),
+                True,
+                "clean",
+                "baseline",
+            )
+        )
+    _write(tmp_path, records)
+    summary = generate_report(tmp_path, formats=["csv"])
+    frame = pd.read_csv(tmp_path / "tables" / "pose.csv")
+    assert list(frame.method) == ["mine", "mine (helper)", "other"]  # helper: a reference row
+    assert [c for c in frame.columns if c.endswith("/mean")] == ["zz_clean/AP/mean", "hard/AP/mean"]
+    (verdict,) = summary.verdicts
+    assert verdict.startswith("pose/synthetic/hrnet_w32: mine − other on zz_clean AP: +0.110 ± 0.010")
+    assert "mine better" in verdict
+    assert any("table ablation: the mine runs do not differ in method_args.mine" in n for n in summary.notes)
+
+
+def test_old_records_get_their_roles_in_one_place():
+    from harness.roles import complete_records
+
+    old = [
+        _record("d", "dslope", "enet", "clean_val", {"AP": 0.5}),
+        _record("d", "dslope", "enet", "occluded_val", {"AP": 0.4}),
+        _record("d", "dslope", "gnet", "clean_val", {"AP": 0.6}),
+        _record("c", "clean", "net", "occluded_val", {"AP": 0.3}),
+        _record("g", "gone", "net", "extra_val", {"AP": 0.3}),
+    ]
+    new = _roles(_record("n", "occ_aug", "net", "clean_val", {"AP": 0.5}), False, "extra", "method")
+    done = complete_records([*old, new])
+    assert [(r["evaluated"], r["split_role"], r["method_role"]) for r in done] == [
+        (True, "clean", "method"),
+        (True, "occluded", "method"),
+        (False, "clean", "method"),
+        (True, "occluded", "reference"),
+        (True, "extra", None),  # a method no longer registered has no role
+        (False, "extra", "method"),  # fields a record carries are kept as they are
+    ]
+
+
+def test_report_policy_file_decides_tables_and_a_bad_one_is_named(tmp_path):
+    _write(tmp_path, _pose_records())
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "tables:\n  - {name: mine, title: Mine, where: {method: [clean]}}\n"
+        "ablation: {name: abl, title: 'Ablation of {method}'}\n"
+    )
+    summary = generate_report(tmp_path, tmp_path / "out", ["csv"], policy=policy)
+    names = sorted(p.name for p in summary.tables)
+    # clean records in `mine`; the dslope records no table takes get their task's table.
+    tables = ["mine.csv", "mine_provenance.csv", "pose.csv", "pose_provenance.csv"]
+    assert names == ["failed_runs.csv", *tables, "verdicts.md"]
+    assert set(pd.read_csv(tmp_path / "out" / "tables" / "mine.csv").method) == {"clean"}
+    assert "dslope" in set(pd.read_csv(tmp_path / "out" / "tables" / "pose.csv").method)
+    policy.write_text("tables:\n  - {name: x, title: X, wher: {task: [pose]}}\n")
+    with pytest.raises(ConfigError, match=r"policy.yaml: tables\.0\.wher: Extra inputs are not permitted"):
+        generate_report(tmp_path, tmp_path / "out", ["csv"], policy=policy)
+
+
+def test_verdict_without_a_declared_direction_does_not_say_better():
+    from harness.verdict import paired_verdicts
+
+    records = [
+        _record(f"{m}-s{s}", m, "net", "occluded_val", {"score": v}, s, higher_is_better={})
+        for m, values in (("dslope", [4.0, 4.1, 3.9]), ("clean", [5.0, 5.3, 5.1]))
+        for s, v in enumerate(values)
+    ]
+    (verdict,) = paired_verdicts(records, lambda r: True, lambda r: {})
+    assert verdict.higher_is_better is None
+    assert "significant difference (the metric declares no direction)" in verdict.text()
+    assert "better" not in verdict.text() and "worse" not in verdict.text()
