@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import DataError
-from tasks.face_recognition.ijb import read_ijb, roc_tar_at_far, template_features, write_ijb
+from tasks.face_recognition.ijb import read_ijb, roc_tar_at_far, template_features, template_scores, write_ijb
 from tasks.face_recognition.partial_fc import sample_centres, sample_count, sampled_cosine
 from tasks.face_recognition.task import FaceRecognitionSettings, FaceRecognitionTask
 from tasks.face_recognition.verification import not_computable, verification_metrics
@@ -23,6 +23,12 @@ def test_template_features_average_media_then_sum_and_normalise():
     # Template 1: media 10 -> mean((2,0), (0,2)) = (1,1); media 11 -> (0,1); sum (1,2).
     assert ids.tolist() == [1, 2]
     np.testing.assert_allclose(feats, [[1 / math.sqrt(5), 2 / math.sqrt(5)], [0.6, 0.8]])
+    order = [3, 2, 0, 1]  # the meta files need not be grouped by template or media
+    ids2, feats2 = template_features(
+        features[order], np.array([1, 1, 1, 2])[order], np.array([10, 10, 11, 20])[order]
+    )
+    assert ids2.tolist() == [1, 2]
+    np.testing.assert_allclose(feats2, feats)
 
 
 def test_roc_tar_at_far_reads_the_nearest_point_of_the_reduced_roc():
@@ -79,6 +85,8 @@ def test_ijb_meta_files_scored_by_hand(tmp_path):
         ("1", "2", "1"),
         ("1", "3", "1"),
     ]
+    sliced = template_scores(np.array(embeddings, np.float32), ijb, chunk=3)  # 8 pairs in slices of 3
+    np.testing.assert_allclose(sliced, expected, atol=1e-12)
     metrics = task.evaluate(predictions, ijb)
     assert metrics == {
         "tar_far_1e-6": 0.0, "tar_far_1e-5": 0.0, "tar_far_1e-4": 0.0, "tar_far_1e-3": 0.0,
