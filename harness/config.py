@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import ConfigError
 
@@ -79,6 +79,11 @@ class TrainConfig(Strict):
     # The backbone this config's step budget was sized for: another backbone gets a warning that the
     # budget may be too small for it (e.g. HRNet-W32 on the CPU default sized for HRNet-W18-small).
     sized_for: str | None = None
+    # Data-parallel ranks (harness/distributed.py): `batch_size` is per rank, so the global batch is
+    # batch_size x world_size. Written by the run from its launch (`harness run --nproc N`, torchrun, a
+    # sweep's `resources.workers_per_trial`); part of the hash, since every number depends on it.
+    world_size: int = Field(1, ge=1)
+    sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA only)
 
 
 class OutputConfig(Strict):
@@ -114,6 +119,9 @@ class RunConfig(Strict):
             data.pop("pretrain", None)
         if data["occlusion"].get("val_severity") is None:  # unset: configs and hashes as before the key
             data["occlusion"].pop("val_severity", None)
+        for key, single in (("world_size", 1), ("sync_bn", False)):  # one process: as before the keys
+            if data["train"].get(key) == single:
+                data["train"].pop(key, None)
         return data
 
     def hash(self) -> str:

@@ -1,12 +1,17 @@
-"""Task-agnostic evaluation: run `task.predict` over an eval split, then `task.evaluate`."""
+"""Task-agnostic evaluation: run `task.predict` over an eval split, then `task.evaluate`.
+
+With several ranks (harness/distributed.py) every rank predicts a disjoint shard of the split, the
+predictions are gathered back into dataset order, and the metric is computed once, on rank 0.
+"""
 
 from __future__ import annotations
 
 import torch
 from rich.console import Console
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from harness import distributed
 from harness.callbacks import make_progress
 from harness.precision import Precision
 from harness.task import Task
@@ -35,10 +40,13 @@ def evaluate_split(
     `show_progress=False` when called while another progress display is live (evaluation during training).
     """
     precision = precision or Precision.full(device)
+    ctx = distributed.current()
+    distributed.sync_buffers(model, ctx)  # every shard is scored by rank 0's network
+    part = Subset(dataset, distributed.shard(len(dataset), ctx)) if ctx.active else dataset
     was_training = model.training
     model.eval()
     loader = DataLoader(
-        dataset,
+        part,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
@@ -46,12 +54,17 @@ def evaluate_split(
         worker_init_fn=ignore_interrupts,
     )
     predictions = []
-    progress = make_progress(console, disable=not show_progress)
+    progress = make_progress(console, disable=not (show_progress and ctx.is_main))
     with progress:
-        job = progress.add_task(description, total=len(dataset), info="")
+        job = progress.add_task(description, total=len(part), info="")
         for batch in loader:
             with precision.autocast():
                 predictions += task.predict(model, to_device(batch, device))
             progress.advance(job, len(batch["image"]))
     model.train(was_training)
-    return task.evaluate(predictions, dataset), predictions
+    if not ctx.active:
+        return task.evaluate(predictions, dataset), predictions
+    assert len(predictions) == len(part), "task.predict must return one prediction per sample"
+    predictions = distributed.gather_in_order(predictions, len(dataset), ctx)
+    metrics = distributed.from_main(lambda: task.evaluate(predictions, dataset), ctx)
+    return metrics, predictions

@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
 
+from harness import distributed
 from harness.backbones import create_backbone
 from harness.callbacks import (
     CHECKPOINT_NAME,
@@ -166,6 +167,11 @@ def run_experiment(
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available here")
     precision = Precision.resolve(cfg.train.amp, cfg.train.amp_dtype, device)
+    # Ranks: one process, or one of the ranks torchrun / Ray Train started (rank 0 alone writes).
+    ctx, device = distributed.setup(device)
+    distributed.check_world_size(cfg.train.world_size, ctx, resumed=resume_dir is not None)
+    cfg.train.world_size = ctx.world_size
+    console = distributed.quiet_unless_main(console, ctx)
 
     # Build: task, method (its networks come from the model factory).
     seed_everything(cfg.seed)
@@ -180,19 +186,22 @@ def run_experiment(
         return TaskModel(backbone, task.head(backbone.out_channels, backbone.out_stride))
 
     method = method_cls(build_model, task.loss, method_settings)
+    method = distributed.convert_sync_bn(method, cfg.train.sync_bn, device, ctx)
 
     # Data: training set with twins when the method needs them, clean and frozen occluded val.
-    train_set, eval_splits = task.datasets(
-        seed=cfg.seed, occlusion=occlusion_plan(cfg, method_cls.needs_twin)
-    )
+    with distributed.main_first(ctx):  # rank 0 generates the embedded data, the others read it
+        train_set, eval_splits = task.datasets(
+            seed=cfg.seed, occlusion=occlusion_plan(cfg, method_cls.needs_twin)
+        )
     for warning in task.data_warnings():
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     workers = cfg.train.num_workers if cfg.train.num_workers is not None else default_workers()
     loader = DataLoader(
         train_set,
         batch_size=cfg.train.batch_size,
-        sampler=EpochSampler(len(train_set), seed=cfg.seed),  # data order survives a mid-epoch resume
-        drop_last=len(train_set) > cfg.train.batch_size,
+        # Data order survives a mid-epoch resume; with several ranks each trains its own shard of it.
+        sampler=(sampler := EpochSampler(len(train_set), cfg.seed, ctx.rank, ctx.world_size)),
+        drop_last=sampler.shard_size > cfg.train.batch_size,
         num_workers=workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=ignore_interrupts,
@@ -224,10 +233,12 @@ def run_experiment(
             show_progress=show_progress,
         )
 
-    run_dir = resume_dir or claim_run_dir(cfg)
+    run_dir = resume_dir or distributed.from_main(lambda: claim_run_dir(cfg), ctx)
+    writers = [MetricsLogger(run_dir, cfg.train.log_every), Checkpoint(run_dir)] if ctx.is_main else []
     run_id = run_dir.name
-    save_config(cfg, run_dir / "config.yaml")
-    (run_dir / "config_hash").write_text(cfg.hash() + "\n")
+    if ctx.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+        (run_dir / "config_hash").write_text(cfg.hash() + "\n")
     trainer = Trainer(
         method,
         optimizers,
@@ -241,10 +252,10 @@ def run_experiment(
         callbacks=[
             PeriodicEval(lambda: score(method.evaluated, task.clean_split, False)[0], cfg.train.eval_every),
             *(callbacks or []),
-            MetricsLogger(run_dir, cfg.train.log_every),
-            Checkpoint(run_dir),
+            *writers,
             ProgressBar(f"train {cfg.method}", console),
         ],
+        world_size=ctx.world_size,
     )
 
     # Resume.
@@ -280,6 +291,9 @@ def run_experiment(
                 "device": str(device),
                 "precision": precision.name,
                 "steps_per_second": round(trainer.state.step / max(trainer.state.train_seconds, 1e-9), 4),
+                "world_size": ctx.world_size,
+                "batch_size_per_rank": cfg.train.batch_size,
+                "global_batch_size": cfg.train.batch_size * ctx.world_size,
             },
             versions=package_versions(),
             commit=git_commit(),
@@ -296,14 +310,19 @@ def run_experiment(
         jobs += [(name, task.clean_split) for name in method.also_evaluated]
         scores = {(network, split): score(network, split) for network, split in jobs}
     except TrainingError as err:
-        write_record(record(None, None, "failed", reason=str(err)), results_dir)
+        if ctx.is_main:
+            write_record(record(None, None, "failed", reason=str(err)), results_dir)
+        distributed.barrier(ctx)  # every rank saw the same loss: none exits before the record is written
         raise
     except KeyboardInterrupt as err:
         state = trainer.state
         where = (
             str(err) or f"interrupted after step {state.step} ({state.epoch} of {trainer.epochs} epochs done)"
         )
-        write_record(record(None, None, "interrupted", reason=where), results_dir)
+        if ctx.is_main:
+            write_record(record(None, None, "interrupted", reason=where), results_dir)
+        if isinstance(err, RunInterrupted):  # a stop all ranks agreed on: wait for rank 0's record
+            distributed.barrier(ctx)
         raise RunInterrupted(
             f"{where}; checkpoint in {run_dir}, continue with `harness run --resume {run_dir}`",
             getattr(err, "signum", None),
@@ -317,11 +336,13 @@ def run_experiment(
         rec.curves = curves
         rec.samples = task.showcase(predictions, eval_splits[split])
         rec.severity = cfg.occlusion.val_severity if split == task.occluded_split else None
-        rec.predictions = save_predictions(task, predictions, eval_splits[split], run_dir, rec)
+        if ctx.is_main:
+            rec.predictions = save_predictions(task, predictions, eval_splits[split], run_dir, rec)
         records.append(rec)
-    for rec in records:
-        write_record(rec, results_dir)
-    drop_interrupted_record(results_dir, run_id)
+    if ctx.is_main:
+        for rec in records:
+            write_record(rec, results_dir)
+        drop_interrupted_record(results_dir, run_id)
     return RunOutcome(
         run_id, run_dir, records, trainer.state.step, trainer.state.images, trainer.state.train_seconds
     )

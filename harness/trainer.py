@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from harness.callbacks import Callback
+from harness.distributed import DataParallelStep
 from harness.errors import CheckpointError, RunInterrupted, TrainingError
 from harness.io import atomic_torch_save, safe_torch_load
 from harness.methods.base import Method
@@ -51,11 +52,16 @@ class EpochSampler(Sampler[int]):
     The trainer sets the epoch before each pass; on a mid-epoch resume it also sets how many samples of
     that epoch's order were already trained, so data order survives an interruption exactly (a
     DataLoader's own shuffle draws from its generator in a version-dependent order).
+
+    With several ranks (`world_size` > 1) the epoch's one order is cut to a multiple of the world size and
+    rank r takes its positions r, r + N, ...: disjoint shards of equal length, so every rank takes the same
+    number of steps, and `start` counts samples of this rank's shard.
     """
 
-    def __init__(self, size: int, seed: int = 0):
+    def __init__(self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
         self.size = size
         self.seed = seed
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.start = 0
 
@@ -64,13 +70,21 @@ class EpochSampler(Sampler[int]):
 
     def order(self) -> list[int]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return torch.randperm(self.size, generator=generator).tolist()
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.world_size == 1:
+            return order
+        return order[: self.shard_size * self.world_size][self.rank :: self.world_size]
+
+    @property
+    def shard_size(self) -> int:
+        """Samples of one epoch on this rank (the whole set in one process)."""
+        return self.size // self.world_size
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.order()[self.start :])
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return self.shard_size - self.start
 
 
 def ignore_interrupts(worker_id: int) -> None:
@@ -118,6 +132,9 @@ class Trainer:
         callbacks: checkpointing, logging, progress.
         tags: what the checkpoint belongs to (e.g. task, method, backbone); a checkpoint whose tags differ
             is refused on load with a message naming both.
+        world_size: ranks training together (harness/distributed.py). Above 1 the step runs under
+            DistributedDataParallel, logged losses are means over ranks, and a stop request on any rank
+            stops every rank after the same step.
 
     SIGINT or SIGTERM during `fit` (main thread only) stops after the current step: callbacks get
     `on_interrupt` (the checkpoint callback saves the mid-epoch state) and `RunInterrupted` is raised. A
@@ -137,8 +154,11 @@ class Trainer:
         seed: int = 0,
         callbacks: list[Callback] | None = None,
         tags: dict[str, str] | None = None,
+        world_size: int = 1,
     ):
         self.method = method.to(device)
+        self.world_size = world_size
+        self.parallel = DataParallelStep(self.method, device) if world_size > 1 else None
         self.optimizers = optimizers
         self.schedulers = schedulers
         self.device = device
@@ -152,6 +172,7 @@ class Trainer:
         self.state = TrainerState()
         self.total_steps = 0
         self.stop_signal: int | None = None  # set by SIGINT/SIGTERM (or `request_stop`) during fit
+        self.agreed_stop: int | None = None  # the stop every rank agreed on at the last step (several ranks)
 
     def _call(self, hook: str, *args) -> None:
         for callback in self.callbacks:
@@ -204,7 +225,7 @@ class Trainer:
         self.total_steps = self.epochs * steps_per_epoch
         if self.max_steps is not None:
             self.total_steps = min(self.total_steps, self.max_steps)
-        self.stop_signal = None
+        self.stop_signal = self.agreed_stop = None
         self._call("on_fit_start")
         with self._stop_on_signals():
             while self.state.epoch < self.epochs and not self.reached_max_steps():
@@ -217,9 +238,11 @@ class Trainer:
                     for key, value in logs.items():
                         sums[key] = sums.get(key, 0.0) + value
                     self.state.epoch_step += 1
-                    self.state.images += len(batch["image"])
+                    self.state.images += len(batch["image"]) * self.world_size
                     self._call("on_step_end", logs)
-                    if self.stop_signal is not None:
+                    if self.parallel is None:
+                        self.agreed_stop = self.stop_signal
+                    if self.agreed_stop is not None:
                         self.state.train_seconds += time.perf_counter() - started
                         self._interrupt(steps_per_epoch)
                     if self.reached_max_steps():
@@ -237,6 +260,7 @@ class Trainer:
 
     def _interrupt(self, steps_per_epoch: int) -> None:
         self._call("on_interrupt")
+        self.stop_signal = self.agreed_stop
         name = signal.Signals(self.stop_signal).name
         raise RunInterrupted(
             f"{name} at step {self.state.step}: stopped in epoch {self.state.epoch + 1} of {self.epochs} "
@@ -246,9 +270,12 @@ class Trainer:
 
     def _step(self, batch: dict[str, Any]) -> dict[str, float]:
         with self.precision.autocast():
-            terms = self.method.training_step(batch)
+            terms = (self.parallel or self.method.training_step)(batch)
         loss = terms["loss"]
-        value = float(loss.detach())
+        logs = {name: float(t.detach()) for name, t in terms.items()}
+        if self.parallel is not None:  # every rank sees the same losses and stop request
+            logs, self.agreed_stop = self.parallel.agree(logs, self.stop_signal)
+        value = logs["loss"]
         if not math.isfinite(value):
             raise TrainingError(
                 f"loss became {value} at step {self.state.step + 1} (epoch {self.state.epoch}); run stopped"
@@ -260,7 +287,7 @@ class Trainer:
             self.scaler.step(optimizer)
         self.scaler.update()
         self.state.step += 1
-        return {name: float(t.detach()) for name, t in terms.items()}
+        return logs
 
     def save_checkpoint(self, path: Path) -> None:
         """Everything needed to continue exactly: weights, optimizers, schedulers, scaler, RNG, counters."""
