@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.config import load_config
+from harness.errors import DataError
 from harness.run import occlusion_plan, run_experiment
 from tasks.face_recognition.data import write_bin
 from tasks.face_recognition.recordio import IRHeader, RecordWriter, pack
@@ -128,3 +129,17 @@ def test_label_list_dataset_reads_images_labels_and_landmarks(tmp_path):
     assert [int(train[i]["label"]) for i in range(6)] == [0, 1, 2, 0, 1, 2]
     assert train.images[5].landmarks is not None and train.images[0].landmarks is None
     assert json.loads(json.dumps(task.provenance()))["train_identities"] == 3
+
+
+def test_missing_suite_files_and_training_folders_are_one_line(tmp_path):
+    _bins(tmp_path / "bins")
+    cfg = load_config(None, ["task=face_recognition"])
+    settings = FaceRecognitionSettings(dataset="list", train_root=str(tmp_path / "none"),
+                                       val_bins=["setA", "lfw"], val_root=str(tmp_path / "bins"))  # fmt: skip
+    task = FaceRecognitionTask(settings, cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError, match=r"data.train_root: no label.txt in .*none"):
+        task.datasets(seed=0, occlusion=occlusion_plan(cfg, False))
+    with pytest.raises(DataError, match=r"data.val_bins: lfw.bin not found in .*bins"):
+        task._val_sources(0)
+    with pytest.raises(DataError, match=r"data.train_root: required when data.dataset is 'rec'"):
+        FaceRecognitionTask(FaceRecognitionSettings(dataset="rec")).num_classes()

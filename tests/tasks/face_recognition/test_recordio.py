@@ -34,10 +34,12 @@ def _header_bytes(flag, label, ident, ident2=0) -> bytes:
 
 
 def _write_insightface_rec(folder, images_per_identity=(2, 1), property_text="2,8,8"):
-    """Keys 1..3 images (labels 0, 0, 1), keys 4..5 identity records, key 0 the header [4, 6]."""
+    """By default keys 1..3 images (labels 0, 0, 1), keys 4..5 identity records, key 0 the header [4, 6]."""
     folder.mkdir(exist_ok=True)
     records = {}
-    records[0] = _header_bytes(2, 0.0, 0) + np.array([4, 6], np.float32).tobytes()
+    first_identity = 1 + sum(images_per_identity)
+    header_label = [first_identity, first_identity + len(images_per_identity)]  # [4, 6] by default
+    records[0] = _header_bytes(2, 0.0, 0) + np.array(header_label, np.float32).tobytes()
     key, ranges = 1, []
     for identity, count in enumerate(images_per_identity):
         start = key
@@ -203,3 +205,16 @@ def test_label_list_with_tabs_spaces_and_landmarks(tmp_path):
     (tmp_path / "label.txt").write_text("images/a.png 0 1 2 3\n")
     with pytest.raises(DataError, match=r"label.txt line 1: expected '<image> <label>' or .* got 5 fields"):
         read_label_list(tmp_path)
+
+
+def test_dataloader_workers_each_read_through_their_own_handle(tmp_path):
+    from torch.utils.data import DataLoader
+
+    _write_insightface_rec(tmp_path / "rec", images_per_identity=(3, 3), property_text=None)
+    faces = RecordFaces(tmp_path / "rec")
+    faces[0]  # the parent's handle is open before the workers fork
+    loader = DataLoader(FaceTrainSet(faces, None, input_size=8, flip=False), batch_size=2, num_workers=2)
+    labels = [int(v) for batch in loader for v in batch["label"]]
+    assert labels == [0, 0, 0, 1, 1, 1]
+    pixels = [int(b["image"][i, 0, 0, 0] * 127.5 + 127.5) for b in loader for i in range(2)]
+    assert pixels == [40 * k for k in range(1, 7)]  # every record read whole, in key order
