@@ -30,24 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-DEFAULT_METHODS = ("clean", "dslope")
-# `--method all` trains in this order, so the clean run can serve as the distillation teacher.
-METHOD_ORDER = ("clean", "occ_aug", "distill", "dslope")
-
-
-def _ordered(names: list[str]) -> list[str]:
-    return sorted(names, key=lambda n: METHOD_ORDER.index(n) if n in METHOD_ORDER else len(METHOD_ORDER))
-
-
-def _with_teacher(cfg, teacher_dir: Path):
-    """Point a distill config without a teacher at the clean run just trained."""
-    from harness.registry import METHODS
-
-    args = {**cfg.method_args.get("distill", {}), "teacher": str(teacher_dir)}
-    cfg.method_args = {**cfg.method_args, "distill": METHODS.get("distill").Settings(**args).model_dump()}
-    return cfg
-
-
 def release_memory() -> None:
     """Collect the finished run's networks and hand freed heap pages back to the OS (glibc malloc_trim).
 
@@ -77,7 +59,7 @@ def _comparison_table(outcomes, task_cls) -> Table:
     clean = task_cls.clean_split
     reported = [r.metrics for o in outcomes for r in o.records if r.split == clean and r.metrics]
     columns = list(reported[0])[:3] if reported else [m.name for m in task_cls.metrics][:3]
-    table = Table(title="Comparison (ENet for D-Slope; GNet on clean val for reference)")
+    table = Table(title="Comparison (each method's evaluated network; others trained alongside on clean val)")
     table.add_column("method")
     table.add_column("network")
     for split in (task_cls.clean_split, task_cls.occluded_split):
@@ -116,6 +98,7 @@ def run(
     debug: bool = typer.Option(False, help="Show full tracebacks."),
 ) -> None:
     """Train and evaluate methods on a task; write results/runs/*.json and print a comparison table."""
+    from harness.method_order import default_methods, run_order, with_finished_prerequisite
     from harness.registry import METHODS, TASKS
     from harness.run import run_experiment
 
@@ -133,25 +116,19 @@ def run(
                 overrides.append(f"device={device}")
             path = config or default_config_path(task or "pose")
             if method in (None, "all"):
-                names = list(DEFAULT_METHODS) if method is None else _ordered(METHODS.names())
+                names = default_methods() if method is None else run_order(METHODS.names())
             else:
                 names = [method]
             configs = [load_config(path, [*overrides, f"method={name}"]) for name in names]
             task_cls = TASKS.get(configs[0].task)
             outcomes = []
-            teacher = None
+            finished: dict[str, Path] = {}  # method -> run dir: serves a later method's prerequisite
             for cfg in configs:
-                if (
-                    cfg.method == "distill"
-                    and not cfg.method_args.get("distill", {}).get("teacher")
-                    and teacher
-                ):
-                    cfg = _with_teacher(cfg, teacher)
+                cfg = with_finished_prerequisite(cfg, finished)
                 console.rule(f"{cfg.task} · {cfg.method} · {cfg.model.backbone} · seed {cfg.seed}")
                 outcomes.append(run_experiment(cfg, console=console))
                 release_memory()  # the next method starts from a small heap, not on top of this one
-                if cfg.method == "clean":
-                    teacher = outcomes[-1].run_dir
+                finished[cfg.method] = outcomes[-1].run_dir
     except HarnessError as err:
         _fail(err, debug)
     except KeyboardInterrupt as err:

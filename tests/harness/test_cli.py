@@ -79,8 +79,11 @@ def test_method_all_trains_every_method_with_the_clean_run_as_teacher(tiny_pose_
     sets = [x for o in tiny_pose_overrides for x in ("--set", o)]
     result = runner.invoke(app, ["run", "--task", "pose", "--method", "all", *sets])
     assert result.exit_code == 0, result.output
-    for method in ("clean", "occ_aug", "distill", "dslope"):
-        assert f"{method}: trained 2 steps on 8 images" in result.output
+    lines = result.output.splitlines()
+    trained = [line.split(":")[0] for line in lines if ": trained 2 steps on 8 images" in line]
+    assert trained == ["clean", "distill", "occ_aug", "dslope"]  # by role; distill after its prerequisite
+    clean_runs = {p.name.split("__")[0] for p in (tmp_path / "results" / "runs").glob("pose_clean_*.json")}
+    assert len(clean_runs) == 1  # the clean run of this command is the teacher: not trained a second time
     import json
 
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*distill*.json")]
