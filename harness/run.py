@@ -32,6 +32,14 @@ from harness.io import ensure_writable
 from harness.model import TaskModel
 from harness.occlusion import OcclusionSettings
 from harness.precision import Precision
+from harness.pretraining import (
+    EMBEDDED,
+    PretrainedBackbone,
+    PretrainSettings,
+    embedded_backbone,
+    load_embedded,
+    sha256_of,
+)
 from harness.predictions import save_predictions
 from harness.registry import METHODS, TASKS
 from harness.results import (
@@ -122,6 +130,51 @@ def train_prerequisite(cfg: RunConfig, method_cls, console, callbacks) -> tuple[
     return cfg, settings
 
 
+def pretrained_backbone(cfg: RunConfig, task, device, precision, console) -> PretrainedBackbone | None:
+    """The embedded pretraining checkpoint when `model.pretrained: embedded` (built once, cached), else None."""
+    if cfg.model.pretrained != EMBEDDED:
+        return None
+    p = cfg.pretrain
+    return embedded_backbone(
+        task,
+        task_name=cfg.task,
+        data=cfg.data,
+        backbone=cfg.model.backbone,
+        settings=PretrainSettings(steps=p.steps, images=p.images, batch_size=p.batch_size, lr=p.lr, seed=p.seed),
+        device=device,
+        precision=precision,
+        console=console,
+    )
+
+
+def pretrained_provenance(cfg: RunConfig, embedded: PretrainedBackbone | None) -> dict | None:
+    """What the backbone started from, for every record: the embedded checkpoint's metadata or a file digest."""
+    if embedded is not None:
+        return embedded.provenance()
+    if cfg.model.pretrained:
+        return {"source": cfg.model.pretrained, "sha256": sha256_of(Path(cfg.model.pretrained).expanduser())}
+    return None
+
+
+def warn_step_budget(cfg: RunConfig, task, console) -> None:
+    """Say plainly when the config's step budget was sized for a lighter backbone than the one asked for."""
+    sized_for = cfg.train.sized_for
+    if not sized_for or sized_for == cfg.model.backbone:
+        return
+
+    def millions(name: str) -> float:
+        return sum(p.numel() for p in create_backbone(name, None, input_size=task.input_size).parameters()) / 1e6
+
+    console.print(
+        f"[yellow]warning:[/] this config's {cfg.train.max_steps} steps were sized for {sized_for} "
+        f"({millions(sized_for):.1f} M backbone parameters); {cfg.model.backbone} has "
+        f"{millions(cfg.model.backbone):.1f} M and will not converge in that budget: expect far lower numbers, "
+        "or raise train.max_steps",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def default_workers() -> int:
     """Leave one core to the training process; at most 8 loader workers."""
     return max(0, min(8, (os.cpu_count() or 1) - 1))
@@ -181,9 +234,16 @@ def run_experiment(
     if method_cls.prerequisite and not getattr(method_settings, method_cls.prerequisite[1]):
         cfg, method_settings = train_prerequisite(cfg, method_cls, console, callbacks)
 
+    embedded = pretrained_backbone(cfg, task, device, precision, console)
+
     def build_model() -> TaskModel:
-        backbone = create_backbone(cfg.model.backbone, cfg.model.pretrained, input_size=task.input_size)
+        weights = None if embedded else cfg.model.pretrained
+        backbone = create_backbone(cfg.model.backbone, weights, input_size=task.input_size)
+        if embedded:
+            load_embedded(backbone, embedded)
         return TaskModel(backbone, task.head(backbone.out_channels, backbone.out_stride))
+
+    warn_step_budget(cfg, task, console)
 
     method = method_cls(build_model, task.loss, method_settings)
     method = distributed.convert_sync_bn(method, cfg.train.sync_bn, device, ctx)
@@ -282,7 +342,7 @@ def run_experiment(
             seed=cfg.seed,
             config=cfg.to_dict(),
             config_hash=cfg.hash(),
-            data=task.provenance(),
+            data={**task.provenance(), "pretrained": pretrained_provenance(cfg, embedded)},
             training={
                 "steps": trainer.state.step,
                 "epochs": trainer.state.epoch,

@@ -48,6 +48,9 @@ class SweepSpec(BaseModel):
     base: str
     set: list[str] = []
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    # One-factor-at-a-time arms: each a list of `key=value` overrides; every arm is crossed with the grid
+    # (an ablation changes one thing per arm, which a grid's cartesian product cannot express).
+    arms: list[list[str]] = Field(default_factory=list)
     resources: Resources = Resources()
     max_failures: int = 1
     max_concurrent: int | None = None
@@ -70,9 +73,12 @@ def load_sweep(path: Path) -> tuple[SweepSpec, Path]:
 def expand(spec: SweepSpec) -> list[list[str]]:
     """Every grid combination as a list of `key=value` overrides (shared `set` first), in a stable order."""
     keys = list(spec.grid)
-    combos = itertools.product(*(spec.grid[k] for k in keys)) if keys else [()]
+    combos = list(itertools.product(*(spec.grid[k] for k in keys)) if keys else [()])
+    arms = spec.arms or [[]]
     return [
-        [*spec.set, *(f"{k}={json.dumps(v)}" for k, v in zip(keys, combo, strict=True))] for combo in combos
+        [*spec.set, *arm, *(f"{k}={json.dumps(v)}" for k, v in zip(keys, combo, strict=True))]
+        for arm in arms
+        for combo in combos
     ]
 
 

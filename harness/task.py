@@ -92,6 +92,24 @@ class Task(ABC):
     def datasets(self, *, seed: int, occlusion: OcclusionPlan) -> tuple[Dataset, dict[str, Dataset]]:
         """Return the training set and the eval splits (at least `clean_val` and `occluded_val`)."""
 
+    def pretraining_set(self, *, seed: int, images: int) -> Dataset:
+        """Clean training samples of the task's embedded *pretraining split* (`model.pretrained: embedded`).
+
+        Its images are drawn apart from the benchmark's train and val images (none shared), so a backbone
+        pretrained on it stands in for ImageNet weights without seeing the benchmark.
+
+        Raises:
+            ConfigError: the task (or its configured dataset) has no embedded pretraining split.
+        """
+        raise ConfigError(
+            f"model.pretrained: embedded: task {type(self).__name__} has no embedded pretraining split; "
+            "give a local checkpoint path instead"
+        )
+
+    def pretraining_head(self, in_channels: int, in_stride: int) -> nn.Module:
+        """The head trained with the backbone on the pretraining split (only the backbone is kept)."""
+        return self.head(in_channels, in_stride)
+
     @abstractmethod
     def head(self, in_channels: int, in_stride: int) -> nn.Module:
         """The task head, sized from the backbone's output channels and stride.

@@ -12,4 +12,8 @@ TINY_POSE = [
     "train.epochs=1",
     "train.max_steps=2",
     "occlusion.max_patches=50",
+    # The default starts from the embedded pretraining checkpoint: a tiny one here (built once per cache).
+    "pretrain.steps=2",
+    "pretrain.images=6",
+    "pretrain.batch_size=4",
 ]

@@ -121,6 +121,9 @@ class PoseSettings(BaseModel):
     det_score_threshold: float = 0.0
     oks_nms_threshold: float = 0.9
     extra_val: list[ExtraSplit] = []
+    # The embedded data is a fixed benchmark: drawn from this seed, not the run seed, so every method and
+    # seed trains and scores on the same images (the run seed varies initialisation, augmentation, order).
+    data_seed: int = 0
     synthetic_train_images: int = 1500
     synthetic_val_images: int = 150
     synthetic_image_size: tuple[int, int] = (192, 160)
@@ -204,7 +207,7 @@ class PoseTask(Task):
             raise DataError(f"{key}: folder not found: {path}")
         return path
 
-    def _source_files(self, seed: int) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
+    def _source_files(self) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
         s = self.settings
         if s.dataset == "synthetic":
             from tasks.pose.synthetic import ensure_synthetic_coco
@@ -212,10 +215,10 @@ class PoseTask(Task):
             root = self.cache_dir / "pose"
             size = tuple(s.synthetic_image_size)
             train = ensure_synthetic_coco(
-                root, split="train", num_images=s.synthetic_train_images, seed=seed, image_size=size
+                root, split="train", num_images=s.synthetic_train_images, seed=s.data_seed, image_size=size
             )
             val = ensure_synthetic_coco(
-                root, split="val", num_images=s.synthetic_val_images, seed=seed, image_size=size
+                root, split="val", num_images=s.synthetic_val_images, seed=s.data_seed, image_size=size
             )
             return train, val
         root = self._root(s.root, "data.root")
@@ -281,7 +284,7 @@ class PoseTask(Task):
 
     def datasets(self, *, seed: int, occlusion: OcclusionPlan):
         s = self.settings
-        (train_ann, train_images), (val_ann, val_images) = self._source_files(seed)
+        (train_ann, train_images), (val_ann, val_images) = self._source_files()
         fmt = "mpii" if s.dataset == "mpii" else "coco"
         common = {"input_size": tuple(s.input_size), "sigma": s.sigma, "spec": self.spec}
         head_boxes = None
@@ -380,6 +383,27 @@ class PoseTask(Task):
             if getattr(data, "skipped_boxes", 0)
         ]
         return train, splits
+
+    def pretraining_set(self, *, seed: int, images: int) -> TopDownKeypoints:
+        """Clean, augmented crops of `images` synthetic people drawn for the `pretrain` split (own RNG stream:
+        no image in common with train or val)."""
+        s = self.settings
+        if s.dataset != "synthetic":
+            raise ConfigError(
+                "model.pretrained: embedded: only the embedded synthetic data has a pretraining split; for "
+                f"{s.dataset} give a local (ImageNet) checkpoint path"
+            )
+        from tasks.pose.synthetic import ensure_synthetic_coco
+
+        ann, image_dir = ensure_synthetic_coco(
+            self.cache_dir / "pose", split="pretrain", num_images=images, seed=s.data_seed,
+            image_size=tuple(s.synthetic_image_size),
+        )  # fmt: skip
+        augmentation = Augmentation(scale_factor=s.scale_factor, rotation_factor=s.rotation_factor, flip=s.flip)
+        return CocoKeypoints(
+            ann, image_dir, augmentation=augmentation, seed=seed, input_size=tuple(s.input_size),
+            sigma=s.sigma, spec=self.spec,
+        )  # fmt: skip
 
     def data_warnings(self) -> list[str]:
         return list(self._warnings)

@@ -146,3 +146,20 @@ def test_paper_grid_covers_c_coco_c_mpii_ochuman_and_every_trial_validates():
     mpii = next(c for c in configs if c.data["dataset"] == "mpii")
     assert mpii.data["input_size"] == [256, 256] and mpii.data["train_split"] == "train"
     assert {c.method for c in configs} == {"clean", "occ_aug", "distill", "dslope"}
+
+
+def test_arms_cross_the_grid_one_factor_each():
+    from harness.sweep import SweepSpec, expand
+
+    spec = SweepSpec(
+        base="x.yaml",
+        set=["method=dslope"],
+        arms=[["model.pretrained=null"], ["method_args.dslope.independent_init=true"]],
+        grid={"seed": [0, 1]},
+    )
+    assert expand(spec) == [
+        ["method=dslope", "model.pretrained=null", "seed=0"],
+        ["method=dslope", "model.pretrained=null", "seed=1"],
+        ["method=dslope", "method_args.dslope.independent_init=true", "seed=0"],
+        ["method=dslope", "method_args.dslope.independent_init=true", "seed=1"],
+    ]
