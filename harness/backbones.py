@@ -97,6 +97,10 @@ def load_backbone_weights(body: nn.Module, path: Path) -> None:
     if not isinstance(state, dict):
         raise CheckpointError(f"model.pretrained: {path} holds a {type(state).__name__}, not a state dict")
     own = body.state_dict()
+    # Whole-model checkpoints (mmpose, mmpretrain) name the backbone's tensors "backbone.<name>".
+    stripped = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    if len(stripped.keys() & own.keys()) > len(state.keys() & own.keys()):
+        state = stripped
     mismatched = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if mismatched:
         first = mismatched[0]
