@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench step-time clean
+.PHONY: setup setup-mmpose run test lint bench step-time clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Optional extra: mmpose 1.3.2 backbones (`mmpose:*`), without mmpose's compiled ops and without mmdet.
+# Plain `pip install mmpose` fails (chumpy's setup imports pip) and the xtcocotools wheel breaks under
+# numpy 2, so mmpose comes without its declared requirements and xtcocotools is built from source against
+# the venv's numpy (setuptools and cython must be in the venv for --no-build-isolation). torch, torchvision
+# and numpy stay as pinned. harness/mmpose_imports.py covers the two imports this leaves unmet.
+MMPOSE_STAMP := $(VENV)/.installed-mmpose
+$(MMPOSE_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet mmengine==0.10.7 mmcv-lite==2.2.0 json-tricks munkres scipy six cython setuptools
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation --no-binary xtcocotools \
+		mmpose==1.3.2 xtcocotools==1.14.3
+	touch $(MMPOSE_STAMP)
+
+setup-mmpose: $(MMPOSE_STAMP)
 
 run: setup
 	$(BIN)/harness run --task pose --backbone hrnet_w32
