@@ -53,7 +53,9 @@ def feature_imitation(
     return torch.stack(stage_terms).sum()
 
 
-def output_imitation(own: torch.Tensor, partner: torch.Tensor, *, detach_partner: bool = True) -> torch.Tensor:
+def output_imitation(
+    own: torch.Tensor, partner: torch.Tensor, *, detach_partner: bool = True
+) -> torch.Tensor:
     """MSE between own output (heatmaps, or a normalised embedding) and the partner's."""
     return F.mse_loss(own, partner.detach() if detach_partner else partner)
 

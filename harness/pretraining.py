@@ -28,13 +28,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from harness.backbones import Backbone, create_backbone
-from harness.callbacks import ProgressBar
+from harness.callbacks import Callback, ProgressBar
 from harness.errors import CheckpointError
 from harness.io import atomic_torch_save, atomic_write_json, safe_torch_load
 from harness.methods.base import Method
 from harness.model import TaskModel
 from harness.precision import Precision
-from harness.trainer import EpochSampler, Trainer, build_optimizer, seed_everything, to_device
+from harness.trainer import (
+    EpochSampler,
+    Trainer,
+    build_optimizer,
+    ignore_interrupts,
+    seed_everything,
+)
 
 EMBEDDED = "embedded"  # the `model.pretrained` value that asks for this stage
 FORMAT_VERSION = 1  # bump when what is saved or how it is trained changes: old caches are then rebuilt
@@ -78,7 +84,23 @@ class _SupervisedStep(Method):
         return {"loss": loss}
 
 
-def cache_key(task_name: str, data: dict[str, Any], backbone: str, input_size, settings: PretrainSettings) -> str:
+class _LastLosses(Callback):
+    """Keeps the last steps' losses, so the metadata says where pretraining ended."""
+
+    def __init__(self, keep: int = 20):
+        self.values: list[float] = []
+        self.keep = keep
+
+    def on_step_end(self, trainer, logs):
+        self.values = [*self.values[-(self.keep - 1) :], logs["loss"]]
+
+    def mean(self) -> float:
+        return sum(self.values) / max(len(self.values), 1)
+
+
+def cache_key(
+    task_name: str, data: dict[str, Any], backbone: str, input_size, settings: PretrainSettings
+) -> str:
     """Content key of a pretraining checkpoint: everything that changes its weights."""
     payload = {
         "format": FORMAT_VERSION,
@@ -118,7 +140,9 @@ def _check_meta(folder: Path, expected: dict[str, Any]) -> dict[str, Any]:
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{meta_path}: unreadable pretraining metadata ({err}); delete {folder}") from None
+        raise CheckpointError(
+            f"{meta_path}: unreadable pretraining metadata ({err}); delete {folder}"
+        ) from None
     for key, want in expected.items():
         if meta.get(key) != want:
             raise CheckpointError(
@@ -139,6 +163,7 @@ def embedded_backbone(
     settings: PretrainSettings,
     device: torch.device,
     precision: Precision,
+    num_workers: int = 0,
     console: Console | None = None,
 ) -> PretrainedBackbone:
     """Return the cached pretraining checkpoint for this run, training it first if needed.
@@ -149,6 +174,7 @@ def embedded_backbone(
         backbone: registered backbone name.
         settings: steps, images, batch size, learning rate and seed of the pretraining run.
         device, precision: where and how it trains.
+        num_workers: DataLoader worker processes.
         console: where its progress bar goes.
 
     Raises:
@@ -168,12 +194,12 @@ def embedded_backbone(
     }
     with _locked(folder.with_name(folder.name + ".lock")):
         if not (folder / META_NAME).is_file():
-            _build(task, folder, backbone, settings, device, precision, console, expected)
+            _build(task, folder, backbone, settings, device, precision, num_workers, console, expected)
         meta = _check_meta(folder, expected)
     return PretrainedBackbone(folder / WEIGHTS_NAME, meta)
 
 
-def _build(task, folder, backbone_name, settings, device, precision, console, expected) -> None:
+def _build(task, folder, backbone_name, settings, device, precision, num_workers, console, expected) -> None:
     console = console or Console(stderr=True)
     dataset = task.pretraining_set(seed=settings.seed, images=settings.images)
     console.print(
@@ -189,10 +215,14 @@ def _build(task, folder, backbone_name, settings, device, precision, console, ex
         batch_size=settings.batch_size,
         sampler=EpochSampler(len(dataset), seed=settings.seed),
         drop_last=len(dataset) > settings.batch_size,
-        num_workers=0,
+        num_workers=num_workers,
+        worker_init_fn=ignore_interrupts,
     )
     step = _SupervisedStep(model, task.loss)
-    optimizer = build_optimizer(model.parameters(), name="adam", lr=settings.lr, momentum=0.0, weight_decay=0.0)
+    losses = _LastLosses()
+    optimizer = build_optimizer(
+        model.parameters(), name="adam", lr=settings.lr, momentum=0.0, weight_decay=0.0
+    )
     trainer = Trainer(
         step,
         {"net": optimizer},
@@ -202,14 +232,9 @@ def _build(task, folder, backbone_name, settings, device, precision, console, ex
         max_steps=settings.steps,
         precision=precision,
         seed=settings.seed,
-        callbacks=[ProgressBar(f"pretrain {backbone_name}", console)],
+        callbacks=[losses, ProgressBar(f"pretrain {backbone_name}", console)],
     )
     trainer.fit(loader)
-    with torch.no_grad():
-        probe = next(iter(loader))
-        model.eval()
-        probe = to_device(probe, device)
-        final_loss = float(task.loss(model(probe["image"]), probe))
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS_NAME
     atomic_torch_save(weights, {k: v.detach().cpu() for k, v in backbone.body.state_dict().items()})
@@ -221,7 +246,7 @@ def _build(task, folder, backbone_name, settings, device, precision, console, ex
         "batch_size": settings.batch_size,
         "lr": settings.lr,
         "seed": settings.seed,
-        "final_loss": round(final_loss, 8),
+        "final_loss": round(losses.mean(), 8),  # mean over the last 20 steps
         "train_seconds": round(trainer.state.train_seconds, 2),
     }
     atomic_write_json(folder / META_NAME, meta)  # last: its presence means "complete"
@@ -232,7 +257,9 @@ def load_embedded(backbone: Backbone | nn.Module, checkpoint: PretrainedBackbone
     state = safe_torch_load(checkpoint.path, "model.pretrained")
     body = backbone.body
     own = body.state_dict()
-    mismatch = sorted(set(own) ^ set(state)) or [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    mismatch = sorted(set(own) ^ set(state)) or [
+        k for k in own if tuple(own[k].shape) != tuple(state[k].shape)
+    ]
     if mismatch:
         raise CheckpointError(
             f"model.pretrained: {checkpoint.path} does not fit backbone {checkpoint.meta.get('backbone')} "

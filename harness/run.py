@@ -32,6 +32,7 @@ from harness.io import ensure_writable
 from harness.model import TaskModel
 from harness.occlusion import OcclusionSettings
 from harness.precision import Precision
+from harness.predictions import save_predictions
 from harness.pretraining import (
     EMBEDDED,
     PretrainedBackbone,
@@ -40,7 +41,6 @@ from harness.pretraining import (
     load_embedded,
     sha256_of,
 )
-from harness.predictions import save_predictions
 from harness.registry import METHODS, TASKS
 from harness.results import (
     ResultRecord,
@@ -130,8 +130,8 @@ def train_prerequisite(cfg: RunConfig, method_cls, console, callbacks) -> tuple[
     return cfg, settings
 
 
-def pretrained_backbone(cfg: RunConfig, task, device, precision, console) -> PretrainedBackbone | None:
-    """The embedded pretraining checkpoint when `model.pretrained: embedded` (built once, cached), else None."""
+def pretrained_backbone(cfg: RunConfig, task, device, console) -> PretrainedBackbone | None:
+    """The embedded pretraining checkpoint for `model.pretrained: embedded` (built once), else None."""
     if cfg.model.pretrained != EMBEDDED:
         return None
     p = cfg.pretrain
@@ -140,15 +140,16 @@ def pretrained_backbone(cfg: RunConfig, task, device, precision, console) -> Pre
         task_name=cfg.task,
         data=cfg.data,
         backbone=cfg.model.backbone,
-        settings=PretrainSettings(steps=p.steps, images=p.images, batch_size=p.batch_size, lr=p.lr, seed=p.seed),
+        settings=PretrainSettings(**p.model_dump()),
         device=device,
-        precision=precision,
+        precision=Precision.full(device),  # one checkpoint per key, whatever precision the run uses
+        num_workers=cfg.train.num_workers if cfg.train.num_workers is not None else default_workers(),
         console=console,
     )
 
 
 def pretrained_provenance(cfg: RunConfig, embedded: PretrainedBackbone | None) -> dict | None:
-    """What the backbone started from, for every record: the embedded checkpoint's metadata or a file digest."""
+    """What the backbone started from, for every record: the embedded checkpoint's metadata or a digest."""
     if embedded is not None:
         return embedded.provenance()
     if cfg.model.pretrained:
@@ -163,13 +164,14 @@ def warn_step_budget(cfg: RunConfig, task, console) -> None:
         return
 
     def millions(name: str) -> float:
-        return sum(p.numel() for p in create_backbone(name, None, input_size=task.input_size).parameters()) / 1e6
+        backbone = create_backbone(name, None, input_size=task.input_size)
+        return sum(p.numel() for p in backbone.parameters()) / 1e6
 
     console.print(
         f"[yellow]warning:[/] this config's {cfg.train.max_steps} steps were sized for {sized_for} "
         f"({millions(sized_for):.1f} M backbone parameters); {cfg.model.backbone} has "
-        f"{millions(cfg.model.backbone):.1f} M and will not converge in that budget: expect far lower numbers, "
-        "or raise train.max_steps",
+        f"{millions(cfg.model.backbone):.1f} M and will not converge in that budget: expect far lower "
+        "numbers, or raise train.max_steps",
         highlight=False,
         soft_wrap=True,
     )
@@ -234,7 +236,7 @@ def run_experiment(
     if method_cls.prerequisite and not getattr(method_settings, method_cls.prerequisite[1]):
         cfg, method_settings = train_prerequisite(cfg, method_cls, console, callbacks)
 
-    embedded = pretrained_backbone(cfg, task, device, precision, console)
+    embedded = pretrained_backbone(cfg, task, device, console)
 
     def build_model() -> TaskModel:
         weights = None if embedded else cfg.model.pretrained

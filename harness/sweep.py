@@ -93,19 +93,28 @@ def absolute_outputs(overrides: list[str], cwd: Path) -> list[str]:
 
 
 def prepare_shared_inputs(base: Path, trials: list[list[str]]) -> None:
-    """Build each distinct dataset / patch library / frozen occluded val once, before trials race for it."""
+    """Build each distinct dataset / patch library / frozen occluded val / embedded pretraining checkpoint
+    once, before trials race for it."""
+    import torch
+
     from harness.registry import METHODS, TASKS
-    from harness.run import occlusion_plan
+    from harness.run import occlusion_plan, pretrained_backbone
 
     seen = set()
     for overrides in trials:
         cfg = load_config(base, overrides)
-        key = json.dumps([cfg.task, cfg.data, cfg.seed, cfg.occlusion.model_dump()], sort_keys=True)
+        pretrain = cfg.to_dict().get("pretrain") if cfg.model.pretrained else None
+        key = json.dumps(
+            [cfg.task, cfg.data, cfg.seed, cfg.occlusion.model_dump(), cfg.model.model_dump(), pretrain],
+            sort_keys=True,
+        )
         if key in seen:
             continue
         seen.add(key)
         task = TASKS.get(cfg.task)(TASKS.get(cfg.task).Settings(**cfg.data))
         task.datasets(seed=cfg.seed, occlusion=occlusion_plan(cfg, METHODS.get(cfg.method).needs_twin))
+        cpu = torch.device("cpu") if cfg.device == "cpu" else torch.device(cfg.device)
+        pretrained_backbone(cfg, task, cpu, None)
 
 
 class TuneReport(Callback):

@@ -51,6 +51,8 @@ class FaceRecognitionSettings(BaseModel):
     ijb_target: Literal["IJBB", "IJBC"] = "IJBC"
     ijb_detector_score: bool = True  # weight image features by the faceness score, as eval_ijbc.py does
     sample_rate: float = 1.0  # Partial FC: fraction of class centres per batch (1.0: full softmax)
+    # The embedded data is a fixed benchmark: identities and images come from this seed, not the run seed.
+    data_seed: int = 0
     synthetic_train_identities: int = 400
     synthetic_train_images: int = 16
     synthetic_val_identities: int = 150
@@ -107,6 +109,11 @@ class FaceRecognitionSettings(BaseModel):
         if self.val_bins and (self.val_bin or self.val_pairs):
             raise ValueError("data.val_bins replaces data.val_bin / data.val_pairs: set one of them")
         return self
+
+
+# The pretraining identities are drawn from seed PRETRAIN_SEED_OFFSET + data_seed: other people than the
+# benchmark's train and val identities (drawn from data_seed).
+PRETRAIN_SEED_OFFSET = 10_000
 
 
 def _digest(*parts: Any) -> str:
@@ -180,12 +187,13 @@ class FaceRecognitionTask(Task):
 
     # ------------------------------------------------------------------------------------------- data
 
-    def _synthetic(self, seed: int) -> tuple[Path, Path, Path]:
+    def _synthetic(self) -> tuple[Path, Path, Path]:
         from tasks.face_recognition.synthetic import ensure_synthetic_faces
 
         s = self.settings
         return ensure_synthetic_faces(
-            self.cache_dir / "face_recognition", seed=seed, train_identities=s.synthetic_train_identities,
+            self.cache_dir / "face_recognition", seed=s.data_seed,
+            train_identities=s.synthetic_train_identities,
             train_images=s.synthetic_train_images, val_identities=s.synthetic_val_identities,
             val_images=s.synthetic_val_images, pairs_per_fold=s.synthetic_pairs_per_fold,
         )  # fmt: skip
@@ -231,7 +239,7 @@ class FaceRecognitionTask(Task):
         """(images, pairs, is-same, a name, a digest) of the clean verification pairs."""
         s = self.settings
         if s.dataset == "synthetic":
-            _, val_root, pairs_file = self._synthetic(seed)
+            _, val_root, pairs_file = self._synthetic()
             images, pairs, same = pairs_over_folder(pairs_file, val_root)
             return images, pairs, same, "synthetic", _digest(pairs_file.read_bytes(), str(pairs_file))
         if s.val_bin:
@@ -254,7 +262,7 @@ class FaceRecognitionTask(Task):
     def datasets(self, *, seed: int, occlusion: OcclusionPlan):
         s = self.settings
         if s.dataset == "synthetic":
-            train_root = self._synthetic(seed)[0]
+            train_root = self._synthetic()[0]
             images, labels, identities = train_source("folder", train_root)
         else:
             train_root = Path(s.train_root or "")
@@ -326,6 +334,38 @@ class FaceRecognitionTask(Task):
         return dict(self._provenance)
 
     # ------------------------------------------------------------------------------------------ model
+
+    def _pretraining_identities(self, images: int) -> int:
+        return max(2, images // self.settings.synthetic_train_images)
+
+    def pretraining_set(self, *, seed: int, images: int) -> FaceTrainSet:
+        """`images` clean aligned faces of identities drawn apart from the benchmark's (their own seed
+        stream, PRETRAIN_SEED_OFFSET + data_seed), `synthetic_train_images` per identity."""
+        s = self.settings
+        if s.dataset != "synthetic":
+            raise ConfigError(
+                "model.pretrained: embedded: only the embedded synthetic identities have a pretraining "
+                f"split; for {s.dataset} give a local (ImageNet) checkpoint path"
+            )
+        from tasks.face_recognition.synthetic import ensure_synthetic_faces
+
+        train_root, _, _ = ensure_synthetic_faces(
+            self.cache_dir / "face_recognition", seed=PRETRAIN_SEED_OFFSET + s.data_seed,
+            train_identities=self._pretraining_identities(images), train_images=s.synthetic_train_images,
+            val_identities=2, val_images=2, pairs_per_fold=1,
+        )  # fmt: skip
+        faces, labels, identities = train_source("folder", train_root)
+        self._pretraining_classes = identities
+        return FaceTrainSet(faces, labels, input_size=s.input_size, flip=s.flip, seed=seed)
+
+    def pretraining_head(self, in_channels: int, in_stride: int) -> nn.Module:
+        """The margin classifier sized for the pretraining identities (only the backbone is kept)."""
+        side = math.ceil(self.settings.input_size / in_stride)
+        s = self.settings
+        classes = getattr(self, "_pretraining_classes", None)
+        if classes is None:
+            raise RuntimeError("pretraining_head before pretraining_set: the identity count is unknown")
+        return RecognitionHead(in_channels, (side, side), classes, s.embedding_size, s.dropout, s.sample_rate)
 
     def head(self, in_channels: int, in_stride: int) -> nn.Module:
         side = math.ceil(self.settings.input_size / in_stride)

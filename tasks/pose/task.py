@@ -399,7 +399,9 @@ class PoseTask(Task):
             self.cache_dir / "pose", split="pretrain", num_images=images, seed=s.data_seed,
             image_size=tuple(s.synthetic_image_size),
         )  # fmt: skip
-        augmentation = Augmentation(scale_factor=s.scale_factor, rotation_factor=s.rotation_factor, flip=s.flip)
+        augmentation = Augmentation(
+            scale_factor=s.scale_factor, rotation_factor=s.rotation_factor, flip=s.flip
+        )
         return CocoKeypoints(
             ann, image_dir, augmentation=augmentation, seed=seed, input_size=tuple(s.input_size),
             sigma=s.sigma, spec=self.spec,

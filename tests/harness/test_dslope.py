@@ -164,7 +164,7 @@ def test_independent_init_ablation_draws_enet_afresh():
 
 
 def test_feature_reduction_switch_reaches_the_step():
-    """A 2-branch tap: with `sum` the logged feature imitation is the sum of the branch MSEs, else the mean."""
+    """A 2-branch tap: with `sum` the logged feature term is the sum of the branch MSEs, else their mean."""
 
     class TwoBranch(nn.Module):
         def forward(self, x):
