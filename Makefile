@@ -34,7 +34,7 @@ $(MMPOSE_STAMP): $(STAMP)
 setup-mmpose: $(MMPOSE_STAMP)
 
 run: setup
-	$(BIN)/harness run --task pose --backbone hrnet_w32
+	$(BIN)/harness run --task pose
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -114,3 +114,29 @@ def _plan():
     from harness.task import OcclusionPlan
 
     return OcclusionPlan(train=None, val=OcclusionSettings(clean_fraction=0.0), max_patches=20)
+
+
+def test_run_seed_does_not_change_the_benchmark_but_data_seed_does(tmp_path):
+    task = PoseTask(PoseSettings(**DATA), cache_dir=tmp_path)
+    first = task.datasets(seed=0, occlusion=_plan())
+    second = task.datasets(seed=3, occlusion=_plan())
+    assert first[0].ann_file == second[0].ann_file  # same training images whatever the run seed
+    assert first[1]["clean_val"].ann_file == second[1]["clean_val"].ann_file
+    other = PoseTask(PoseSettings(**DATA, data_seed=1), cache_dir=tmp_path).datasets(seed=0, occlusion=_plan())
+    assert other[1]["clean_val"].ann_file.read_bytes() != first[1]["clean_val"].ann_file.read_bytes()
+
+
+def test_a_heavier_backbone_than_the_budget_was_sized_for_is_named(tmp_path):
+    from io import StringIO
+
+    from harness.run import warn_step_budget
+
+    out = StringIO()
+    cfg = load_config(CONFIG_ROOT / "pose/default.yaml", ["model.backbone=hrnet_w18"])
+    task = PoseTask(PoseSettings(**cfg.data), cache_dir=tmp_path)
+    warn_step_budget(cfg, task, Console(file=out, width=400))
+    text = out.getvalue()
+    assert "sized for hrnet_w18_small" in text and "hrnet_w18 has" in text and "raise train.max_steps" in text
+    quiet = StringIO()
+    warn_step_budget(load_config(CONFIG_ROOT / "pose/default.yaml"), task, Console(file=quiet))
+    assert quiet.getvalue() == ""
