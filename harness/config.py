@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import ConfigError
 
@@ -107,11 +107,12 @@ class RunConfig(Strict):
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
 
-    @model_validator(mode="after")
-    def _pretrain_needs_embedded(self) -> RunConfig:
-        if self.model.pretrained != "embedded" and self.pretrain != PretrainConfig():
-            raise ValueError("pretrain: these keys apply only with model.pretrained: embedded")
-        return self
+    def unused_pretrain_keys(self) -> list[str]:
+        """`pretrain.*` keys set to non-defaults while `model.pretrained` is not `embedded`: unused."""
+        if self.model.pretrained == "embedded":
+            return []
+        default = PretrainConfig()
+        return [f"pretrain.{k}" for k, v in self.pretrain if getattr(default, k) != v]
 
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")

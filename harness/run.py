@@ -133,6 +133,12 @@ def train_prerequisite(cfg: RunConfig, method_cls, console, callbacks) -> tuple[
 def pretrained_backbone(cfg: RunConfig, task, device, console) -> PretrainedBackbone | None:
     """The embedded pretraining checkpoint for `model.pretrained: embedded` (built once), else None."""
     if cfg.model.pretrained != EMBEDDED:
+        unused = cfg.unused_pretrain_keys()
+        if unused:
+            console.print(
+                f"[yellow]warning:[/] {', '.join(unused)} unused: model.pretrained is not 'embedded'",
+                highlight=False,
+            )
         return None
     p = cfg.pretrain
     return embedded_backbone(
