@@ -5,8 +5,8 @@ P1  D-Slope step time / clean step time (hrnet_w32, batch 8, 128x96 and 256x192)
     alive, as D-Slope needs them) / a bare one-network step, and the harness's D-Slope over that floor
 P2  harness clean step / bare timm forward+backward+Adam step, same tensors (128x96)    target <= 1.10
 P3  occluded twin + crop + heatmaps from JPEG files, pairs/s on one core (256x192)       target >= 150
-P4  wall time of each task's embedded default job (`harness run --task T --backbone B`: pose/hrnet_w32,
-    face_alignment/hrnet_w18, face_recognition/resnet18)                                  target <= 300 s
+P4  wall time of each task's embedded default job from a fresh cache (`make run` = `harness run --task pose`,
+    embedded pretraining included; face_alignment/hrnet_w18, face_recognition/resnet18)   target <= 300 s
     and its peak memory (max RSS)                                                         target <= 4 GiB
 P5  evaluation throughput: decode + flip merge + back-projection + OKS AP, predictions/s  (reported)
 
@@ -218,11 +218,12 @@ _PEAK_WRAPPER = (
 )
 
 
-# The embedded default job of each task, as the README gives it (`harness run --task T --backbone B`).
-DEFAULT_JOBS = (("pose", "hrnet_w32"), ("face_alignment", "hrnet_w18"), ("face_recognition", "resnet18"))
+# The embedded default job of each task, as the README gives it (`harness run --task T [--backbone B]`);
+# pose's is exactly `make run` (its config's own backbone, the embedded pretraining paid in the fresh cache).
+DEFAULT_JOBS = (("pose", None), ("face_alignment", "hrnet_w18"), ("face_recognition", "resnet18"))
 
 
-def default_job(task: str, backbone: str) -> tuple[float, float]:
+def default_job(task: str, backbone: str | None) -> tuple[float, float]:
     """Wall seconds and peak RSS (GiB) of a task's embedded default job, in a fresh cache and output dir."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "HARNESS_CACHE": str(Path(tmp) / "cache")}
@@ -233,8 +234,7 @@ def default_job(task: str, backbone: str) -> tuple[float, float]:
             "run",
             "--task",
             task,
-            "--backbone",
-            backbone,
+            *(["--backbone", backbone] if backbone else []),
             "--set",
             f"output.results_dir={tmp}/results",
             "--set",
@@ -335,7 +335,7 @@ def main() -> None:
     if not args.skip_job:
         for task, backbone in DEFAULT_JOBS:
             wall, peak = default_job(task, backbone)
-            what = f"embedded default {task} job ({backbone}, make-run style, no install)"
+            what = f"embedded default {task} job ({backbone or 'config default'}, fresh cache, no install)"
             row("P4", f"{what}, wall", wall, 0.0, "<= 300 s", wall <= 300, "s")
             row("P4", f"{what}, peak memory (max RSS)", peak, 0.0, "<= 4 GiB", peak <= 4, "GiB")
     table = Table(
