@@ -50,7 +50,10 @@ def _fail(err: Exception, debug: bool) -> None:
     # An error raised in a DataLoader worker arrives wrapped with the worker's traceback: keep its last line.
     message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
     message = message.removeprefix(f"{type(err).__module__}.{type(err).__name__}: ")
-    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    from harness.distributed import current
+
+    rank = f" (rank {current().rank})" if current().rank else ""  # under torchrun: which rank says so
+    console.print(f"[bold red]error{rank}:[/] {message}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -95,15 +98,33 @@ def run(
     ),
     device: str | None = typer.Option(None, help="cpu or cuda (default: the config's, cpu)."),
     resume: Path | None = typer.Option(None, help="Continue a run dir from its last checkpoint."),
+    nproc: int = typer.Option(
+        1, min=1, help="Train each run on N data-parallel processes (torchrun); batch_size is per process."
+    ),
     debug: bool = typer.Option(False, help="Show full tracebacks."),
 ) -> None:
     """Train and evaluate methods on a task; write results/runs/*.json and print a comparison table."""
+    from harness import distributed
     from harness.method_order import default_methods, run_order, with_finished_prerequisite
     from harness.registry import METHODS, TASKS
     from harness.run import run_experiment
 
+    def launch(sizes: list[int]) -> None:
+        """Start N ranks of this same command under torchrun's launcher (from a worker: do nothing)."""
+        if nproc == 1 or distributed.in_launch():
+            return
+        for size in sizes:  # refused once here, not once per rank
+            distributed.check_world_size(size, distributed.Context(world_size=nproc), resume is not None)
+        options = {"--task": task, "--backbone": backbone, "--method": method, "--config": config}
+        options.update({"--device": device, "--resume": resume})
+        args = [x for flag, value in options.items() if value for x in (flag, str(value))]
+        args += [x for item in set_ for x in ("--set", item)] + (["--debug"] if debug else [])
+        raise typer.Exit(distributed.launch(nproc, ["run", *args]))
+
     try:
         if resume is not None:
+            if (resume / "config.yaml").is_file():
+                launch([load_config(resume / "config.yaml").train.world_size])
             outcomes = [run_experiment(None, resume_dir=resume, console=console)]
             task_cls = TASKS.get(outcomes[0].records[0].task)
         else:
@@ -120,12 +141,14 @@ def run(
             else:
                 names = [method]
             configs = [load_config(path, [*overrides, f"method={name}"]) for name in names]
+            launch([cfg.train.world_size for cfg in configs])
             task_cls = TASKS.get(configs[0].task)
             outcomes = []
             finished: dict[str, Path] = {}  # method -> run dir: serves a later method's prerequisite
             for cfg in configs:
                 cfg = with_finished_prerequisite(cfg, finished)
-                console.rule(f"{cfg.task} · {cfg.method} · {cfg.model.backbone} · seed {cfg.seed}")
+                if not distributed.launch_rank():  # one header, not one per rank
+                    console.rule(f"{cfg.task} · {cfg.method} · {cfg.model.backbone} · seed {cfg.seed}")
                 outcomes.append(run_experiment(cfg, console=console))
                 release_memory()  # the next method starts from a small heap, not on top of this one
                 finished[cfg.method] = outcomes[-1].run_dir
@@ -135,8 +158,11 @@ def run(
         # Exit code 128 + signal number: 130 for SIGINT (Ctrl-C), 143 for SIGTERM (a cluster's scheduler).
         signum = getattr(err, "signum", None) or signal.SIGINT
         message = f"[yellow]interrupted:[/] {err}" if str(err) else "[yellow]interrupted[/]"
-        console.print(message, highlight=False, soft_wrap=True)
+        if distributed.current().is_main:  # every rank stopped at the same step; rank 0 says so
+            console.print(message, highlight=False, soft_wrap=True)
         raise typer.Exit(128 + int(signum)) from None
+    if not distributed.current().is_main:
+        return  # rank 0 prints the table
 
     out = Console(width=max(shutil.get_terminal_size().columns, 120))
     out.print(_comparison_table(outcomes, task_cls))
@@ -147,11 +173,25 @@ def run(
             f"({outcome.train_seconds:.0f} s, {rec.training['steps_per_second']:.2f} steps/s, "
             f"{rec.training['device']}); run dir {outcome.run_dir}"
         )
+    for line in _run_verdicts(outcomes):
+        out.print(f"verdict: {line}", highlight=False)
     embedded = all(o.records[0].dataset.startswith("synthetic") for o in outcomes)  # the tasks' embedded sets
     out.print(
         f"Records written to {Path(outcomes[0].records[0].config['output']['results_dir']) / 'runs'}"
         + ("; these are short embedded-data runs, not the paper's numbers." if embedded else ".")
     )
+
+
+def _run_verdicts(outcomes) -> list[str]:
+    """The method under study minus each baseline on every split's primary metric, from this call's records
+    (one seed: the difference only, no test; `harness report` pairs seeds across runs)."""
+    from dataclasses import asdict
+
+    from harness.report.interpret import _is_evaluated, _variant
+    from harness.verdict import paired_verdicts
+
+    records = [asdict(record) for outcome in outcomes for record in outcome.records]
+    return [verdict.text() for verdict in paired_verdicts(records, _is_evaluated, _variant)]
 
 
 @app.command()

@@ -59,7 +59,7 @@ class Verdict:
     def text(self) -> str:
         n = len(self.differences)
         # Enough decimals for two significant digits of the smaller of the two (NME differences are ~1e-3).
-        scale = max(self.std, abs(self.mean) * 0.1, 1e-12)
+        scale = max(self.std, abs(self.mean) * 0.1, 1e-4)
         d = max(3, 1 - math.floor(math.log10(scale)))
         head = (
             f"{self.task}/{self.dataset}/{self.backbone}: {self.candidate} − {self.baseline} on {self.split} "

@@ -53,6 +53,10 @@ def test_run_trains_both_methods_and_prints_comparison(tiny_pose_overrides, tmp_
     assert "clean: trained 2 steps on 8 images" in result.output
     assert "dslope: trained 2 steps on 8 images" in result.output
     assert len(list((tmp_path / "results" / "runs").glob("*.json"))) == 5
+    # The verdict line: dslope minus clean on each split's primary metric, from the records just written.
+    flat = " ".join(result.output.split())
+    assert "verdict: pose/synthetic-coco/hrnet_w18_small: dslope − clean on occluded_val AP:" in flat
+    assert "paired over 1 seed; too few seeds to judge" in flat
 
 
 def test_unreadable_training_image_in_a_worker_is_one_line(tiny_pose_overrides, tmp_path):
