@@ -5,13 +5,12 @@ the qualitative grid.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from harness.report.interpret import _is_evaluated, _primary_metric
-from harness.report.records import _lookup
+from harness.report.severity import figure_severity, severity_tables
 from harness.report.tables import Table
 
 _QUALITATIVE_ROWS = 6
@@ -38,69 +37,43 @@ def _save(fig, stem: Path) -> list[Path]:
 
 
 def figure_split_bars(table: Table, out: Path) -> list[Path]:
-    """Grouped bars of the primary metric: one group per row, one bar per split (clean vs. occluded)."""
+    """Grouped horizontal bars of the primary metric: one group per row, one bar per split (clean vs.
+    occluded). Labels sit on the y axis, one row each, so they stay legible for any number of arms."""
     metric = _primary_metric(dict.fromkeys(m for _, m in table.columns), table.primary)
     columns = [c for c, (_, m) in enumerate(table.columns) if m == metric]
     rows = [r for r in range(len(table.rows)) if any((r, c) in table.cells for c in columns)]
     if not rows:
         return []
-    fig = _new_figure(max(4.0, 1.1 * len(rows) + 1.5), 3.2)
+    labels = [_bar_label(table.rows[r], table.key_columns) for r in rows]
+    lines = max(label.count("\n") + 1 for label in labels)
+    fig = _new_figure(6.0, 0.9 + len(rows) * max(0.4, 0.12 * lines + 0.12))
     ax = fig.add_subplot()
     width = 0.8 / len(columns)
     for i, c in enumerate(columns):
         means = [table.cells.get((r, c), (math.nan, 0.0, 0))[0] for r in rows]
         stds = [table.cells[r, c][1] if table.cells.get((r, c), (0, 0, 0))[2] > 1 else 0.0 for r in rows]
         positions = [j + (i - (len(columns) - 1) / 2) * width for j in range(len(rows))]
-        ax.bar(positions, means, width, yerr=stds, capsize=2, label=table.columns[c][0])
-    labels = [
-        "\n".join(v for v, k in zip(table.rows[r], table.key_columns, strict=True) if k != "dataset")
-        for r in rows
-    ]
-    ax.set_xticks(range(len(rows)), labels)
-    ax.set_ylabel(metric)
+        ax.barh(positions, means, width, xerr=stds, capsize=2, label=table.columns[c][0])
+    ax.set_yticks(range(len(rows)), labels, fontsize=6)
+    ax.invert_yaxis()  # the table's first row on top
+    ax.set_xlabel(metric)
     ax.set_title(f"{table.name}: {metric} per split (mean ± std over seeds)")
-    ax.legend()
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
     return _save(fig, out / f"{table.name}_splits")
 
 
-def _severity(record: dict[str, Any]) -> float | None:
-    """The occlusion severity a record was scored at, wherever a task puts it; None when it has none."""
-    for path in ("severity", "config.occlusion.severity", "data.occlusion_severity", "data.severity"):
-        value = _lookup(record, path)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None
+def _bar_label(row: tuple[str, ...], key_columns: list[str], width: int = 34) -> str:
+    """`method · backbone · network`, then the config keys that set the row apart, one per line: dotted keys
+    shortened to their last part, each wrapped at `width` characters."""
+    import textwrap
 
-
-def figure_severity(records: list[dict[str, Any]], out: Path, notes: list[str]) -> list[Path]:
-    """Primary metric vs. occlusion severity, a line per method/backbone/split; needs ≥ 2 severities."""
-    rows = []
-    for r in records:
-        severity = _severity(r)
-        metric = _primary_metric(r.get("metrics") or {}, r.get("primary_metric"))
-        if severity is None or metric is None or not _is_evaluated(r):
-            continue
-        line = f"{r.get('method')} · {r.get('backbone')} · {r.get('split')}"
-        rows.append((str(r.get("task")), str(r.get("dataset")), metric, line, severity, r["metrics"][metric]))
-    frame = pd.DataFrame(rows, columns=["task", "dataset", "metric", "line", "severity", "value"])
-    if frame.severity.nunique() < 2:
-        notes.append("figure severity: the records carry fewer than 2 distinct occlusion severities, skipped")
-        return []
-    written = []
-    for (task, dataset, metric), group in frame.groupby(["task", "dataset", "metric"], sort=True):
-        if group.severity.nunique() < 2:
-            continue
-        fig = _new_figure(4.5, 3.2)
-        ax = fig.add_subplot()
-        for line, points in group.groupby("line", sort=True):
-            stats = points.groupby("severity")["value"].agg(["mean", "std"]).fillna(0.0)
-            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=2, label=line)
-        ax.set_xlabel("occlusion severity")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{task} · {dataset}: {metric} vs. occlusion severity")
-        ax.legend()
-        written += _save(fig, out / f"severity_{task}_{dataset}")
-    return written
+    names = [v for v, k in zip(row, key_columns, strict=True) if k not in ("dataset", "config") and v]
+    lines = textwrap.wrap(" · ".join(names), width) or [""]
+    config = dict(zip(key_columns, row, strict=True)).get("config") or ""
+    for part in (p for p in re.split(r", (?=[\w.\-]+=)", config) if p):  # not inside a [a, b] value
+        key, _, value = part.partition("=")
+        lines += textwrap.wrap(f"{key.rsplit('.', 1)[-1]}={value}", width, break_long_words=True)
+    return "\n".join(lines)
 
 
 def figure_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
@@ -257,7 +230,7 @@ def write_figures(
         for table in tables:
             if not table.ablation:
                 written += figure_split_bars(table, out)
-        written += figure_severity(ok, out, notes)
+        written += figure_severity(severity_tables(ok), out, notes)
         written += figure_curves(ok, out)
         written += figure_qualitative(ok, out, notes)
     return written

@@ -12,6 +12,7 @@ from harness.report.figures import write_figures
 from harness.report.interpret import _is_evaluated, _variant
 from harness.report.policy import load_policy
 from harness.report.records import Filter, apply_filters, load_records
+from harness.report.severity import severity_tables, table_records
 from harness.report.tables import build_tables
 from harness.report.writers import to_markdown, write_tables
 from harness.verdict import paired_verdicts
@@ -89,14 +90,15 @@ def generate_report(
     if not records:
         return summary
     summary.failed = [r for r in records if r.get("status") != "ok"]
-    tables = build_tables(records, tables_policy, summary.notes)
+    main = build_tables(table_records(records), tables_policy, summary.notes)
+    tables = main + severity_tables(records)  # metric vs. occlusion severity (harness/report/severity.py)
     summary.tables = write_tables(tables, summary.failed, out_dir / "tables", formats)
     summary.markdown = [to_markdown(t) for t in tables]
-    verdicts = paired_verdicts(records, _is_evaluated, _variant)
+    verdicts = paired_verdicts(table_records(records), _is_evaluated, _variant)
     summary.verdicts = [v.text() for v in verdicts]
     if summary.verdicts:
         (out_dir / "tables" / "verdicts.md").write_text("".join(f"- {line}\n" for line in summary.verdicts))
         summary.tables.append(out_dir / "tables" / "verdicts.md")
     ok = [r for r in records if r.get("status") == "ok"]
-    summary.figures = write_figures(tables, ok, out_dir / "figures", summary.notes)
+    summary.figures = write_figures(main, ok, out_dir / "figures", summary.notes)
     return summary
