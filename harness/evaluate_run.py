@@ -35,7 +35,9 @@ from harness.evaluation import evaluate_split
 from harness.io import atomic_write_text, ensure_writable
 from harness.precision import Precision
 from harness.predictions import save_predictions
+from harness.registry import METHODS
 from harness.results import ResultRecord, git_commit, package_versions, write_record
+from harness.roles import split_role
 from harness.trained_run import load_trained, run_config
 
 EVALUATIONS_DIR = "evaluations"
@@ -203,6 +205,9 @@ def evaluate_run(
             started_at=started_at,
             ended_at=_now(),
             severity=level,
+            evaluated=network == trained.evaluated,
+            split_role=split_role(split, task.clean_split, task.occluded_split),
+            method_role=METHODS.get(cfg.method).role,
             evaluation={
                 "source_run_id": run_dir.name,
                 "source_run_dir": str(run_dir),
