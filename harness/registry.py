@@ -72,6 +72,7 @@ BENCHMARKS: Registry = Registry("benchmark")  # builders of derived test sets (`
 # so a new task is one line here plus its own folder.
 PLUGIN_MODULES: tuple[str, ...] = (
     "harness.backbones",
+    "harness.backbones_mmpose",  # registers mmpose:* names always; building one needs the extra
     "baselines",
     "harness.methods.dslope",
     "tasks",
