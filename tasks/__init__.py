@@ -1,7 +1,5 @@
-"""Tasks: each subpackage registers one task with the engine on import."""
+"""Tasks: each subpackage registers one task with the engine on import.
 
-from tasks import (
-    face_alignment,  # noqa: F401
-    face_recognition,  # noqa: F401,E402
-    pose,  # noqa: F401
-)
+Nothing is imported here: `harness.registry` imports `tasks.<name>` for the one task a run names, and every
+subpackage only when all names are listed, so validating a pose config never loads the face tasks.
+"""
