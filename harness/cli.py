@@ -57,15 +57,22 @@ def _fail(err: Exception, debug: bool) -> None:
     raise typer.Exit(2)
 
 
+def _split_of_role(outcomes, role: str, fallback: str) -> str:
+    """The split the records mark with `role` (a task instance may rename its splits, e.g. a .bin suite)."""
+    names = [r.split for o in outcomes for r in o.records if r.split_role == role]
+    return names[0] if names else fallback
+
+
 def _comparison_table(outcomes, task_cls) -> Table:
     # The first three metrics the runs reported (they depend on the dataset: AP for COCO, PCKh for MPII).
-    clean = task_cls.clean_split
+    clean = _split_of_role(outcomes, "clean", task_cls.clean_split)
+    occluded = _split_of_role(outcomes, "occluded", task_cls.occluded_split)
     reported = [r.metrics for o in outcomes for r in o.records if r.split == clean and r.metrics]
     columns = list(reported[0])[:3] if reported else [m.name for m in task_cls.metrics][:3]
     table = Table(title="Comparison (each method's evaluated network; others trained alongside on clean val)")
     table.add_column("method")
     table.add_column("network")
-    for split in (task_cls.clean_split, task_cls.occluded_split):
+    for split in (clean, occluded):
         for name in columns:
             table.add_column(f"{split.split('_')[0]}\n{name}", justify="right")
     table.add_column("steps", justify="right")
@@ -74,7 +81,7 @@ def _comparison_table(outcomes, task_cls) -> Table:
         by_key = {(r.network, r.split): r.metrics for r in outcome.records}
         for network in dict.fromkeys(r.network for r in outcome.records):
             cells = []
-            for split in (task_cls.clean_split, task_cls.occluded_split):
+            for split in (clean, occluded):
                 metrics = by_key.get((network, split))
                 cells += [
                     f"{metrics[n]:.3f}" if metrics and metrics.get(n) is not None else "–" for n in columns
