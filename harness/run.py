@@ -115,14 +115,37 @@ def read_epoch_logs(path: Path) -> list[dict]:
     return [line for line in lines if line.get("kind") == "epoch"]
 
 
+def finished_run(cfg: RunConfig) -> Path | None:
+    """A run dir under `output.work_dir` that trained exactly `cfg` (same config hash) to the end: its
+    checkpoint is there and all its records in `output.results_dir` say ok. None if there is none."""
+    runs = Path(cfg.output.results_dir) / "runs"
+    want = cfg.hash()
+    for run_dir in sorted(Path(cfg.output.work_dir).glob(f"{cfg.task}_{cfg.method}_*")):
+        hash_file = run_dir / "config_hash"
+        if not (hash_file.is_file() and (run_dir / CHECKPOINT_NAME).is_file()):
+            continue
+        if hash_file.read_text().strip() != want:
+            continue
+        records = [json.loads(p.read_text()) for p in runs.glob(f"{run_dir.name}__*.json")]
+        if records and all(r.get("status") == "ok" for r in records):
+            return run_dir
+    return None
+
+
 def train_prerequisite(cfg: RunConfig, method_cls, console, callbacks) -> tuple[RunConfig, object]:
-    """Train the run a method depends on (e.g. distillation's clean teacher) and point the config at it."""
+    """Point the config at the run a method depends on (e.g. distillation's clean teacher): a finished run of
+    exactly that config (same seed, same everything; e.g. a sweep's own clean trial) when one exists, else
+    train it first."""
     needed, field = method_cls.prerequisite
-    console.rule(f"{cfg.method} needs a {needed} run first ({field}): training it")
-    first = run_experiment(
-        cfg.model_copy(update={"method": needed}, deep=True), console=console, callbacks=callbacks
-    )
-    args = {**cfg.method_args.get(cfg.method, {}), field: str(first.run_dir.resolve())}
+    needed_cfg = cfg.model_copy(update={"method": needed}, deep=True)
+    found = finished_run(needed_cfg)
+    if found is not None:
+        console.print(f"{cfg.method}: {field} = finished {needed} run {found}", highlight=False)
+        run_dir = found
+    else:
+        console.rule(f"{cfg.method} needs a {needed} run first ({field}): training it")
+        run_dir = run_experiment(needed_cfg, console=console, callbacks=callbacks).run_dir
+    args = {**cfg.method_args.get(cfg.method, {}), field: str(run_dir.resolve())}
     settings = method_cls.Settings(**args)
     cfg = cfg.model_copy(
         update={"method_args": {**cfg.method_args, cfg.method: settings.model_dump()}}, deep=True
