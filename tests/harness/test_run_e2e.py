@@ -157,3 +157,23 @@ def test_nan_loss_stops_with_a_failed_record(tiny_pose_overrides, tmp_path, monk
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]
     assert len(records) == 1
     assert records[0]["status"] == "failed" and "step 1" in records[0]["reason"]
+
+
+def test_distill_reuses_a_finished_clean_run_of_the_same_config(tiny_pose_overrides, tmp_path):
+    """A sweep's clean trial serves the distill trial of the same seed as teacher: no second clean run."""
+    clean = run_experiment(
+        load_config(CONFIG_ROOT / "pose/default.yaml", [*tiny_pose_overrides, "method=clean"])
+    )
+    distill = run_experiment(
+        load_config(CONFIG_ROOT / "pose/default.yaml", [*tiny_pose_overrides, "method=distill"])
+    )
+    runs = sorted(p.name for p in (tmp_path / "work").iterdir())
+    assert [name.split("_")[1] for name in runs] == ["clean", "distill"]  # the teacher was not trained again
+    teacher = distill.records[0].config["method_args"]["distill"]["teacher"]
+    assert teacher == str(clean.run_dir.resolve())
+    other_seed = load_config(
+        CONFIG_ROOT / "pose/default.yaml", [*tiny_pose_overrides, "method=distill", "seed=1"]
+    )
+    from harness.run import finished_run
+
+    assert finished_run(other_seed.model_copy(update={"method": "clean"})) is None  # another seed: no match
