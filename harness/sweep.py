@@ -13,6 +13,10 @@ A sweep YAML:
       seed: [0, 1, 2]
     resources: {cpus_per_trial: 1, gpus_per_trial: 0}
     max_failures: 1                   # retries of a crashed trial
+
+With `resources.workers_per_trial: N` (or a trial whose config says `train.world_size: N`) a trial is a
+Ray Train `TorchTrainer` run of the same training on N data-parallel workers, each with the trial's CPUs and
+GPUs (harness/distributed.py).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness import distributed
 from harness.callbacks import Callback
 from harness.config import load_config, read_yaml, validate
 from harness.errors import ConfigError
@@ -36,8 +41,9 @@ from harness.results import ResultRecord, git_commit, package_versions, write_re
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    cpus_per_trial: float = 1.0  # per worker when a trial has several
+    gpus_per_trial: float = 0.0  # per worker when a trial has several
+    workers_per_trial: int = Field(1, ge=1)  # data-parallel workers of one trial (Ray Train)
 
 
 class SweepSpec(BaseModel):
@@ -133,11 +139,23 @@ def run_trial(config: dict[str, Any]) -> None:
     from harness.run import run_experiment
 
     cfg = load_config(Path(config["base"]), config["overrides"])
-    outcome = run_experiment(cfg, callbacks=[TuneReport()])
+    workers = trial_workers(cfg, config.get("workers", 1))
+    if workers > 1:
+        return distributed.ray_train_trial(config, workers, final_metrics)
+    tune.report(final_metrics(run_experiment(cfg, callbacks=[TuneReport()])))
+
+
+def trial_workers(cfg, default: int) -> int:
+    """A trial's data-parallel workers: its `train.world_size`, else the sweep's workers_per_trial."""
+    return cfg.train.world_size if cfg.train.world_size > 1 else default
+
+
+def final_metrics(outcome) -> dict[str, Any]:
+    """A trial's last result for Tune: its run id and every record's metrics as network/split/metric."""
     final = {"run_id": outcome.run_id, "done": True, "primary_metric": outcome.records[0].primary_metric}
     for record in outcome.records:
         final.update({f"{record.network}/{record.split}/{k}": v for k, v in record.metrics.items()})
-    tune.report(final)
+    return final
 
 
 def failed_record(base: Path, overrides: list[str], reason: str, sweep: str, trial: int) -> ResultRecord:
@@ -204,14 +222,22 @@ def run_sweep(
     prepare_shared_inputs(base, trials)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    trainable = tune.with_resources(run_trial, {"cpu": cpus, "gpu": gpus})
+    default_workers = spec.resources.workers_per_trial
+    workers = {tuple(o): trial_workers(load_config(base, o), default_workers) for o in trials}
+    trainable = tune.with_resources(
+        run_trial,
+        lambda config: distributed.trial_resources(workers[tuple(config["overrides"])], cpus, gpus),
+    )
     experiment = os.path.join(storage_path, spec.name)
     if resume:
         if not tune.Tuner.can_restore(experiment):
             raise ConfigError(f"--resume: no sweep state to resume at {experiment}")
         tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
     else:
-        param_space = {"base": str(base), "overrides": tune.grid_search(trials)}
+        param_space = {
+            "base": str(base), "overrides": tune.grid_search(trials), "workers": default_workers,
+            "cpus": cpus, "gpus": gpus, "storage": os.path.join(storage_path, spec.name, "ray_train"),
+        }  # fmt: skip
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
