@@ -251,7 +251,7 @@ def sweep(
     debug: bool = typer.Option(False, help="Show full tracebacks."),
 ) -> None:
     """Run a grid of runs (task x backbone x method x seed ...) on Ray Tune; records land in results/runs/."""
-    from harness.sweep import run_sweep
+    from harness.sweep import run_sweep, summary_table
 
     try:
         table = run_sweep(
@@ -261,7 +261,7 @@ def sweep(
     except HarnessError as err:
         _fail(err, debug)
     out = Console(width=max(shutil.get_terminal_size().columns, 120))
-    out.print(table.to_string(index=False))
+    out.print(summary_table(table, out.width), soft_wrap=True, markup=False, highlight=False)
     if dry_run:
         out.print(f"{len(table)} trials (dry run: nothing was started)")
         return

@@ -251,6 +251,38 @@ def run_sweep(
     return summarise(grid, trials, base, spec)
 
 
+def summary_table(frame: pd.DataFrame, width: int = 120) -> str:
+    """The trial table as text for the terminal: one line per trial within `width` columns (overrides, run
+    ids and reasons give way first and end in "…"), metric columns headed network / split / metric on three
+    lines, values to 3 decimals."""
+    cells = [[_cell(value) for value in row] for row in frame.itertuples(index=False)]
+    headers = [str(column).split("/") for column in frame.columns]
+    widths = [max([len(h) for h in head] + [len(row[i]) for row in cells]) for i, head in enumerate(headers)]
+    shrinkable = [i for i, column in enumerate(frame.columns) if column in ("overrides", "run_id", "reason")]
+    while sum(widths) + 2 * (len(widths) - 1) > width and any(widths[i] > 16 for i in shrinkable):
+        widest = max(shrinkable, key=lambda i: widths[i])
+        widths[widest] -= 1
+    numeric = [pd.api.types.is_numeric_dtype(frame[column]) for column in frame.columns]
+
+    def line(values: list[str]) -> str:
+        out = []
+        for value, size, right in zip(values, widths, numeric, strict=True):
+            value = value if len(value) <= size else value[: size - 1] + "…"
+            out.append(value.rjust(size) if right else value.ljust(size))
+        return "  ".join(out).rstrip()
+
+    depth = max(len(head) for head in headers)
+    lines = [line([([""] * (depth - len(head)) + head)[k] for head in headers]) for k in range(depth)]
+    lines.append("  ".join("-" * size for size in widths))
+    return "\n".join([*lines, *(line(row) for row in cells)])
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):  # missing, or NaN
+        return "–"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def summarise(grid, trials: list[list[str]], base: Path, spec: SweepSpec) -> pd.DataFrame:
     """One row per trial; trials that still failed after their retries get a `failed` record."""
     results_dir = Path(load_config(base, trials[0]).output.results_dir)
