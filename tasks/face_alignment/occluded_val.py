@@ -9,32 +9,16 @@ landmark, for the visible / occluded NME split.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from harness.cache import build_once, content_key, file_digest
 from harness.io import atomic_write_json, read_image
 from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
 from tasks.face_alignment.dataset import face_records, read_json
 from tasks.face_alignment.landmarks import Layout
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def images_digest(ann_file: Path, image_dir: Path) -> str:
-    """sha256 over the name and bytes of every image a json lists, in file-name order."""
-    digest = hashlib.sha256()
-    for name in sorted(info["file_name"] for info in json.loads(Path(ann_file).read_text())["images"]):
-        digest.update(name.encode() + b"\0")
-        digest.update(hashlib.sha256((Path(image_dir) / name).read_bytes()).digest())
-    return digest.hexdigest()
 
 
 def build_occluded_split(
@@ -70,8 +54,7 @@ def build_occluded_split(
         "part_anchors": {k: list(v) for k, v in sorted(layout.part_anchors.items())},
         "seed": seed,
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    out_dir = Path(cache_root) / f"occluded_{Path(ann_file).stem}_s{seed}_{digest}"
+    out_dir = Path(cache_root) / f"occluded_{Path(ann_file).stem}_s{seed}_{content_key(key)}"
     ann_out, image_out = out_dir / "annotations.json", out_dir / "images"
     if ann_out.is_file():
         return ann_out, image_out
@@ -79,9 +62,8 @@ def build_occluded_split(
     data = read_json(ann_file)
     records, _ = face_records(data, Path(ann_file), Path(image_dir), layout)  # validates the file first
     usable = {r.ann_id: r for r in records}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+
+    def build_into(tmp: Path) -> None:
         (tmp / "images").mkdir()
         anns_by_image: dict[int, list[dict]] = {}
         for ann in data["annotations"]:
@@ -121,10 +103,6 @@ def build_occluded_split(
                 "covered": covered_total,
             },
         )
-        tmp.rename(out_dir)
-    except OSError:
-        if not ann_out.is_file():  # not simply another process that built it first
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    build_once(out_dir, build_into, done="annotations.json")
     return ann_out, image_out

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from harness.cache import scratch_dir
 from tasks.face_alignment.landmarks import COFW, coco_category
 
 JPEG_QUALITY = 95
@@ -66,9 +66,7 @@ def ensure_synthetic_faces(
     image_dir = folder / split
     if ann_file.is_file():
         return ann_file, image_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{split}.tmp-"))
-    try:
+    with scratch_dir(folder, prefix=f".{split}.tmp-") as tmp:
         data = _generate_split(tmp / "images", split, num_images, seed, height, width)
         (tmp / "annotations.json").write_text(json.dumps(data, separators=(",", ":")))
         if image_dir.exists():  # images of an earlier interrupted run whose json never landed
@@ -76,8 +74,6 @@ def ensure_synthetic_faces(
         os.replace(tmp / "images", image_dir)
         ann_file.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / "annotations.json", ann_file)  # last: its presence means "complete"
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return ann_file, image_dir
 
 

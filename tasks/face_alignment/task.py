@@ -11,6 +11,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from harness.cache import file_digest, images_digest
 from harness.errors import ConfigError, DataError
 from harness.occlusion import PatchLibrary
 from harness.registry import TASKS
@@ -23,7 +24,7 @@ from tasks.face_alignment.dataset import Augmentation, FaceLandmarks, TwinSource
 from tasks.face_alignment.head import LandmarkHead
 from tasks.face_alignment.landmarks import COFW, LAYOUTS, Layout
 from tasks.face_alignment.metrics import landmark_metrics
-from tasks.face_alignment.occluded_val import build_occluded_split, file_digest, images_digest
+from tasks.face_alignment.occluded_val import build_occluded_split
 from tasks.face_alignment.occluders import face_patch_library
 from tasks.face_alignment.outputs import SEVERITY_LEVELS, severity_settings
 

@@ -13,16 +13,13 @@ image and its twin stay pixel-aligned.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from harness.cache import build_once, content_key
 from harness.errors import DataError
 from harness.io import atomic_write_json
 from harness.occlusion import OcclusionSettings
@@ -186,27 +183,18 @@ def build_masked_split(
     """
     key = {"source": source_digest, "settings": [settings.clean_fraction, list(settings.patches_per_person)],
            "kinds": list(kinds), "seed": seed}  # fmt: skip
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    folder = Path(cache_root) / f"masked_{dataset.name}_s{seed}_{digest}"
+    folder = Path(cache_root) / f"masked_{dataset.name}_s{seed}_{content_key(key)}"
     occluded = np.unique(dataset.pairs[:, 1])
     paths = [folder / f"{int(i):06d}.png" for i in occluded]
-    if (folder / "manifest.json").is_file():
-        return paths, occluded
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    occluder = FaceOccluder(settings, kinds)
-    try:
+
+    def build_into(tmp: Path) -> None:
+        occluder = FaceOccluder(settings, kinds)
         for index, path in zip(occluded, paths, strict=True):
             face = dataset.images[int(index)]
             aligned, points = align(face.load(), face.landmarks)
             twin = occluder(aligned, points, np.random.default_rng((seed, int(index))))
             cv2.imwrite(str(tmp / path.name), twin)
         atomic_write_json(tmp / "manifest.json", {**key, "images": len(paths)})
-        try:
-            tmp.rename(folder)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    build_once(folder, build_into, done="manifest.json")
     return paths, occluded

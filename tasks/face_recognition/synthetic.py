@@ -14,13 +14,13 @@ identities are disjoint, as in LFW-style open-set verification. Same arguments g
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from harness.cache import build_once
 
 CANVAS = 128
 JPEG_QUALITY = 95
@@ -272,12 +272,8 @@ def ensure_synthetic_faces(
         f"synthetic_s{seed}_{train_identities}x{train_images}_{val_identities}x{val_images}_p{pairs_per_fold}"
     )
     folder = Path(root) / name
-    done = folder / "pairs.txt"
-    if done.is_file():
-        return folder / "train", folder / "val", done
-    Path(root).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
-    try:
+
+    def build_into(tmp: Path) -> None:
         people = [
             make_identity(np.random.default_rng((seed, 0, i)))
             for i in range(train_identities + val_identities)
@@ -290,11 +286,6 @@ def ensure_synthetic_faces(
             [n for n, _ in val], val_images, pairs_per_fold, np.random.default_rng((seed, 3))
         )
         (tmp / "pairs.txt").write_text("\n".join(lines) + "\n")
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder / "train", folder / "val", done
+
+    build_once(folder, build_into, done="pairs.txt")
+    return folder / "train", folder / "val", folder / "pairs.txt"

@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.cache import file_digest
 from harness.errors import DataError
 from harness.io import atomic_write, atomic_write_json, read_image
 from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
@@ -55,10 +55,6 @@ def severity_settings(level: int) -> OcclusionSettings:
         raise DataError(f"--severity: expected one of {sorted(SEVERITY_LEVELS)}, got {level}")
     patches, sizes = SEVERITY_LEVELS[level]
     return OcclusionSettings(clean_fraction=0.0, patches_per_person=patches, size_range=sizes)
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @dataclass

@@ -9,47 +9,12 @@ keypoint, for visible/occluded-keypoint metrics.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from rich.progress import Progress
 
-from harness.io import atomic_write_json
+from harness.cache import build_once, content_key, file_digest
 from harness.occlusion import OcclusionSettings, PatchLibrary
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def images_digest(ann_file: Path, image_dir: Path) -> str:
-    """sha256 over the name and bytes of every image a COCO json lists, in file-name order.
-
-    Computed once and cached next to the json (keyed by the json's digest), so a record can prove two
-    runs saw byte-identical pixels at the cost of one pass over the images.
-    """
-    ann_file = Path(ann_file)
-    cache = ann_file.with_name(f".{ann_file.stem}.images.sha256.json")
-    annotations = file_digest(ann_file)
-    try:
-        cached = json.loads(cache.read_text())
-        if cached.get("annotations_sha256") == annotations:
-            return cached["images_sha256"]
-    except (OSError, ValueError, KeyError, AttributeError):
-        pass
-    digest = hashlib.sha256()
-    for name in sorted(info["file_name"] for info in json.loads(ann_file.read_text())["images"]):
-        digest.update(name.encode() + b"\0")
-        digest.update(hashlib.sha256((Path(image_dir) / name).read_bytes()).digest())
-    result = digest.hexdigest()
-    try:
-        atomic_write_json(cache, {"annotations_sha256": annotations, "images_sha256": result})
-    except OSError:  # a read-only dataset folder: recomputed next time
-        pass
-    return result
 
 
 def build_occluded_split(
@@ -82,17 +47,13 @@ def build_occluded_split(
         "seed": seed,
         "layout": layout,
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    out_dir = Path(cache_root) / f"occluded_{Path(ann_file).stem}_s{seed}_{digest}"
+    out_dir = Path(cache_root) / f"occluded_{Path(ann_file).stem}_s{seed}_{content_key(key)}"
     if layout == "mpii":
         ann_out, image_out = out_dir / "annot" / "val.json", out_dir / "images"
     else:
         ann_out, image_out = out_dir / "annotations" / "person_keypoints_val.json", out_dir / "val"
-    if (out_dir / "manifest.json").is_file():
-        return ann_out, image_out
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+
+    def build_into(tmp: Path) -> None:
         with Progress(transient=True) as progress:
 
             def advance(total: int):
@@ -115,10 +76,6 @@ def build_occluded_split(
                 progress=advance,
                 **extra,
             )
-        tmp.rename(out_dir)
-    except OSError:
-        if not (out_dir / "manifest.json").is_file():  # not "another process built it first"
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    build_once(out_dir, build_into, done="manifest.json")
     return ann_out, image_out

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import cv2
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from harness.cache import scratch_dir
 from tasks.pose.keypoints import coco_category
 
 JPEG_QUALITY = 95
@@ -76,9 +76,7 @@ def ensure_synthetic_coco(
     image_dir = folder / split
     if ann_file.is_file():
         return ann_file, image_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{split}.tmp-"))
-    try:
+    with scratch_dir(folder, prefix=f".{split}.tmp-") as tmp:
         data = _generate_split(tmp / "images", split, num_images, seed, height, width)
         (tmp / "annotations.json").write_text(json.dumps(data, separators=(",", ":")))
         if image_dir.exists():  # images of an earlier interrupted run whose json never landed
@@ -86,8 +84,6 @@ def ensure_synthetic_coco(
         os.replace(tmp / "images", image_dir)
         ann_file.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / "annotations.json", ann_file)  # last: its presence means "complete"
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return ann_file, image_dir
 
 

@@ -14,6 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from harness.cache import file_digest, images_digest
 from harness.errors import ConfigError, DataError
 from harness.occlusion import PatchLibrary
 from harness.registry import TASKS
@@ -30,7 +31,7 @@ from tasks.pose.dataset import (
 )
 from tasks.pose.head import HeatmapHead
 from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_LAYOUT, CROWDPOSE_LAYOUT, MPII_LAYOUT, KeypointSpec
-from tasks.pose.occluded_val import build_occluded_split, file_digest, images_digest
+from tasks.pose.occluded_val import build_occluded_split
 from tasks.pose.pckh import JOINT_GROUPS, load_head_boxes
 
 Format = Literal["coco", "mpii", "crowdpose", "ochuman"]
