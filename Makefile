@@ -49,6 +49,6 @@ clean:
 bench: setup
 	$(BIN)/python benchmarks/bench.py
 
-# Step time per backbone x method (about 1 minute on 2 cores).
+# Step time per backbone x method (about 1 minute on 2 cores; with the mmpose extra, a row per mmpose:* backbone too).
 step-time: setup
 	$(BIN)/python benchmarks/step_time.py

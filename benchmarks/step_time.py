@@ -3,6 +3,9 @@
 Usage:
     python benchmarks/step_time.py [--backbones hrnet_w32,resnet50] [--batch 8] [--size 128x96] [--repeats 3]
 
+Without --backbones it times the default list plus, where the mmpose extra is installed
+(`make setup-mmpose`), every `mmpose:*` backbone; otherwise it says why those rows are missing.
+
 Prints a table (parameters per network, median step time and spread after one warm-up step) and writes
 results/bench/step_time.json. Ratios between rows are what carries over to other machines.
 """
@@ -21,7 +24,9 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.backbones import create_backbone
+from harness.backbones_mmpose import ARCHS as MMPOSE_ARCHS
 from harness.io import atomic_torch_save, atomic_write_json
+from harness.mmpose_imports import extra_status
 from harness.model import TaskModel
 from harness.registry import METHODS, TASKS
 
@@ -54,12 +59,18 @@ def time_method(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", default=DEFAULT_BACKBONES)
+    parser.add_argument("--backbones", default=None, help="comma-separated; default: see the module doc")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", default="128x96")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("results/bench/step_time.json"))
     args = parser.parse_args()
+    if args.backbones is None:
+        missing = extra_status()
+        mmpose = [f"mmpose:{name}" for name in MMPOSE_ARCHS] if missing is None else []
+        args.backbones = ",".join([DEFAULT_BACKBONES, *mmpose])
+        if missing is not None:
+            print(f"no mmpose:* rows: {missing} (make setup-mmpose)")
     height, width = (int(v) for v in args.size.split("x"))
     task_cls = TASKS.get("pose")
     task = task_cls(task_cls.Settings(input_size=(height, width)))
