@@ -9,31 +9,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harness.report.canvas import _new_figure, _save
 from harness.report.interpret import _is_evaluated, _primary_metric
 from harness.report.severity import figure_severity, severity_tables
 from harness.report.tables import Table
 
 _QUALITATIVE_ROWS = 6
-# Without these, matplotlib stamps the date and its version into every file and reruns differ.
-_PNG_METADATA = {"Software": None}
-_PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
 _RC = {"svg.hashsalt": "dslope-harness", "font.size": 8}
-
-
-def _new_figure(width: float, height: float):
-    """A figure outside pyplot: the Agg canvas, no global state, no GUI backend picked up."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _save(fig, stem: Path) -> list[Path]:
-    """PNG and PDF with the timestamp and version metadata removed, so reruns give identical bytes."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
-    fig.savefig(png, dpi=150, metadata=_PNG_METADATA)
-    fig.savefig(pdf, metadata=_PDF_METADATA)
-    return [png, pdf]
 
 
 def figure_split_bars(table: Table, out: Path) -> list[Path]:

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from harness.report.canvas import _new_figure, _save
 from harness.report.interpret import _is_evaluated, _primary_metric
 from harness.report.records import _lookup
 from harness.report.tables import Table, build_table
@@ -92,8 +93,6 @@ def _by_level(table: Table) -> Table:
 
 def figure_severity(tables: list[Table], out: Path, notes: list[str]) -> list[Path]:
     """Per severity table: one line per row over the levels, mean ± std over seeds as a band."""
-    from harness.report.figures import _new_figure, _save
-
     if not tables:
         notes.append("figure severity: the records carry fewer than 2 distinct occlusion severities, skipped")
         return []
