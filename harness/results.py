@@ -68,6 +68,9 @@ class ResultRecord:
     # Set only by `harness eval`: source run id, checkpoint sha256, the eval config and its hash, box source.
     evaluation: dict[str, Any] | None = None
     predictions: dict[str, Any] | None = None  # the split's prediction file ({"file", "format", "sha256"})
+    # The dotted config key that points at the run this one depended on (`Method.prerequisite`, e.g. a
+    # distillation teacher's run dir): it differs per seed, so the report pools runs across it.
+    prerequisite_key: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -52,6 +52,8 @@ def complete_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             r["split_role"] = _split_role_from_name(r.get("split"))
         if r.get("method_role") is None:
             r["method_role"] = _registered_role(r.get("method"))
+        if "prerequisite_key" not in r:
+            r["prerequisite_key"] = _registered_prerequisite_key(r.get("method"))
     return records
 
 
@@ -73,6 +75,16 @@ def _split_role_from_name(split: Any) -> str | None:
         return None
     lowered = str(split).lower()
     return next((role for role in ("clean", "occluded") if lowered.startswith(role)), "extra")
+
+
+def _registered_prerequisite_key(method: Any) -> str | None:
+    """`method_args.<method>.<field>` of a registered method's prerequisite (a per-seed run pointer)."""
+    from harness.registry import METHODS
+
+    if method not in METHODS.names():
+        return None
+    prerequisite = getattr(METHODS.get(method), "prerequisite", None)
+    return f"method_args.{method}.{prerequisite[1]}" if prerequisite else None
 
 
 def _registered_role(method: Any) -> str | None:

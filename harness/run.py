@@ -369,6 +369,9 @@ def run_experiment(
             primary_metric=task.primary_metric,
             evaluated=network == method.evaluated if network else None,
             split_role=split_role(split, task.clean_split, task.occluded_split),
+            prerequisite_key=(
+                f"method_args.{cfg.method}.{method_cls.prerequisite[1]}" if method_cls.prerequisite else None
+            ),
             method_role=method_cls.role,
             seed=cfg.seed,
             config=cfg.to_dict(),

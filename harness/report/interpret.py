@@ -17,7 +17,8 @@ _NOT_A_VARIANT = ("seed", "device", "output")
 def _variant(record: dict[str, Any]) -> dict[str, Any]:
     """The flattened config minus what does not change a number: runs with equal variants pool as seeds."""
     flat = _flatten(record.get("config") or {})
-    return {k: v for k, v in flat.items() if k.split(".")[0] not in _NOT_A_VARIANT}
+    per_seed = record.get("prerequisite_key")  # e.g. the teacher run of the same seed: not a variant
+    return {k: v for k, v in flat.items() if k.split(".")[0] not in _NOT_A_VARIANT and k != per_seed}
 
 
 def _split_order(split: str, role: str | None) -> tuple[int, str]:

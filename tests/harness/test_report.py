@@ -546,3 +546,20 @@ def test_verdict_without_a_declared_direction_does_not_say_better():
     assert verdict.higher_is_better is None
     assert "significant difference (the metric declares no direction)" in verdict.text()
     assert "better" not in verdict.text() and "worse" not in verdict.text()
+
+
+def test_runs_pool_across_their_per_seed_prerequisite_pointer():
+    """A distillation run's teacher dir differs per seed; it must not split the runs into n=1 rows."""
+    from harness.report.interpret import _variant
+    from harness.roles import complete_records
+
+    def record(seed, teacher, key="method_args.distill.teacher"):
+        config = {"seed": seed, "method": "distill", "method_args": {"distill": {"teacher": teacher, "x": 1}}}
+        return {"method": "distill", "seed": seed, "config": config, "prerequisite_key": key}
+
+    a, b = record(0, "/w/clean_s0"), record(1, "/w/clean_s1")
+    assert _variant(a) == _variant(b) == {"method": "distill", "method_args.distill.x": 1}
+    old = [{k: v for k, v in r.items() if k != "prerequisite_key"} for r in (a, b)]
+    complete_records(old)  # records written before the field get it from the registered method
+    assert old[0]["prerequisite_key"] == "method_args.distill.teacher"
+    assert _variant(old[0]) == _variant(old[1])
