@@ -177,26 +177,29 @@ def _finish(proc: subprocess.Popen, timeout: float) -> str:
 
 def _workers(launcher: int) -> list[int]:
     """PIDs of the ranks torchrun started (children of the launcher running harness.cli)."""
-    children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+    children = [
+        pid
+        for task in Path(f"/proc/{launcher}/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    ]
     return [int(pid) for pid in children if b"harness.cli" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def test_harness_run_nproc_2_sigterm_to_one_rank_then_resume(tmp_path):
-    sets = [*TINY_POSE, *SLOW, "method=dslope", "train.epochs=50", "train.max_steps=40",
+    sets = [*TINY_POSE, *SLOW, "method=dslope", "train.epochs=50", "train.max_steps=12",
             f"output.work_dir={tmp_path / 'work'}", f"output.results_dir={tmp_path / 'results'}"]  # fmt: skip
     args = ["run", "--nproc", "2", "--method", "dslope", *[x for s in sets for x in ("--set", s)]]
     proc = _start(args)
     try:
-        deadline = time.monotonic() + 180
-        lines = []
-        while not lines and time.monotonic() < deadline:  # wait for the first trained step
-            assert proc.poll() is None, proc.communicate()[0]
-            lines = [p for p in (tmp_path / "work").glob("*/metrics.jsonl") if p.read_text().strip()]
+        deadline = time.monotonic() + 300  # generous: only a guard against a hang on a loaded machine
+        while not [p for p in (tmp_path / "work").glob("*/metrics.jsonl") if p.read_text().strip()]:
+            assert proc.poll() is None, proc.communicate()[0]  # wait for the first trained step
+            assert time.monotonic() < deadline, "no step trained in 300 s"
             time.sleep(0.1)
         workers = _workers(proc.pid)
         assert len(workers) == 2
         os.kill(workers[1], signal.SIGTERM)  # one rank only (say, a scheduler preempting it)
-        output = _finish(proc, 120)
+        output = _finish(proc, 300)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -204,23 +207,23 @@ def test_harness_run_nproc_2_sigterm_to_one_rank_then_resume(tmp_path):
     assert "Traceback" not in output and output.count("interrupted: SIGTERM at step") == 1, output
     (run_dir,) = (tmp_path / "work").iterdir()
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]
-    assert 1 <= state["step"] < 40
+    assert 1 <= state["step"] < 12
     (record,) = _records(tmp_path / "results")
     assert record["status"] == "interrupted" and f"step {state['step']}" in record["reason"]
 
     # Another world size is refused with one line naming both.
     single = subprocess.run([str(HARNESS), "run", "--resume", str(run_dir)], capture_output=True, text=True,
-                            timeout=120)  # fmt: skip
+                            timeout=300)  # fmt: skip
     assert single.returncode == 2 and "Traceback" not in single.stderr
     assert "trained with world size 2" in single.stderr and "this launch has world size 1" in single.stderr
 
     resumed = _start(["run", "--nproc", "2", "--resume", str(run_dir)])
-    output = _finish(resumed, 240)
+    output = _finish(resumed, 600)
     assert resumed.returncode == 0, output
     records = _records(tmp_path / "results")
     assert [(r["network"], r["split"], r["status"]) for r in records] == [
         ("enet", "clean_val", "ok"), ("enet", "occluded_val", "ok"), ("gnet", "clean_val", "ok")
     ]  # fmt: skip
-    assert {r["training"]["steps"] for r in records} == {40}
+    assert {r["training"]["steps"] for r in records} == {12}
     assert {r["training"]["global_batch_size"] for r in records} == {4}
     assert output.count("Comparison") == 1  # rank 0 alone prints the table
