@@ -102,6 +102,18 @@ def test_eval_severity_ladder_records_each_level(trained):
     assert Path(by_level[2]["predictions"]["file"]).read_bytes() == trained_file.read_bytes()
 
 
+def test_eval_on_other_data_settings_is_a_new_variant(trained):
+    run_dir, results = trained
+    before = _records(results)
+    result = _eval(run_dir, results, "--set", "data.max_val_persons=2", "--split", "clean_val")
+    assert result.exit_code == 0, result.output
+    (new,) = [r for name, r in _records(results).items() if name not in before]
+    assert new["split"] == "clean_val" and new["config"]["data"]["max_val_persons"] == 2
+    assert new["config_hash"] != new["evaluation"]["source_config_hash"]
+    assert new["evaluation"]["overrides"][-1] == "data.max_val_persons=2"
+    assert len(json.loads(Path(new["predictions"]["file"]).read_text())) == 2  # two persons scored
+
+
 def _bad_run(trained, tmp_path) -> Path:
     """A copy of the run whose config names another backbone than its checkpoint was trained with."""
     copy = tmp_path / "copy"
@@ -121,6 +133,10 @@ def _bad_run(trained, tmp_path) -> Path:
         (["--split", "no_such"], "--split: 'no_such' is not a split"),
         (["--set", "data.dataset=coco", "--set", "data.root=/no/such/coco"], "data.root: folder not found"),
         (["--set", "data.root=/some/dir"], "config key 'data.root' cannot apply"),
+        (
+            ["--config", str(CONFIG_ROOT / "face_alignment/default.yaml")],
+            "is a face_alignment config, the run is a pose",
+        ),
         ([], "NOT_A_RUN"),
         ([], "OTHER_BACKBONE"),
     ],
