@@ -29,7 +29,6 @@ PUBLISHED_PARAMS_M = {
     "swin_t": 27.5,  # Swin-T's 28.3 M minus its 0.77 M ImageNet classifier
 }
 SIZE = (96, 64)  # not square, so a swapped height and width would show
-STEP_SIZE = (64, 64)  # the smallest input every one of them takes: keeps the D-Slope steps to seconds
 # CSPNeXt calls the deprecated torch.cuda.amp.autocast (mmpose's to fix; the harness filters it at import).
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.cuda.amp.autocast:FutureWarning")
 
@@ -75,7 +74,7 @@ def test_two_dslope_steps_on_each_backbone(name):
     from harness.methods.dslope import DSlope
     from tasks.pose.task import PoseSettings, PoseTask
 
-    task = PoseTask(PoseSettings(input_size=STEP_SIZE))
+    task = PoseTask(PoseSettings(input_size=SIZE))
 
     def build():
         backbone = create_backbone(f"mmpose:{name}", input_size=task.input_size)
@@ -89,7 +88,7 @@ def test_two_dslope_steps_on_each_backbone(name):
         assert [len(group) for group in method.enet.feature_groups] == branches
         assert [len(group) for group in method.gnet.feature_groups] == branches
 
-    two_dslope_steps(method, random_heatmap_batch(STEP_SIZE, 17), after_step=every_tap_imitated)
+    two_dslope_steps(method, random_heatmap_batch(SIZE, 17), after_step=every_tap_imitated)
 
 
 def test_local_mmpose_checkpoint_loads_into_the_backbone(tmp_path):
