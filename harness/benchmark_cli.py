@@ -17,8 +17,8 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from harness.callbacks import make_progress
 from harness.errors import ConfigError, HarnessError
+from harness.progress import make_progress
 
 benchmark_app = typer.Typer(help="Build derived benchmarks (C-COCO, C-MPII).", no_args_is_help=True)
 console = Console(stderr=True)
@@ -65,7 +65,7 @@ def build(
     Same inputs and seed give byte-identical files; an interrupted build resumes (finished images are
     skipped) and the manifest is written last.
     """
-    from harness.cli import _fail
+    from harness.cli_errors import fail as _fail
     from harness.registry import BENCHMARKS
 
     try:

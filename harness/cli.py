@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.cli_errors import fail as _fail
 from harness.config import default_config_path, load_config
 from harness.errors import HarnessError
 
@@ -30,6 +31,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+
+
 def release_memory() -> None:
     """Collect the finished run's networks and hand freed heap pages back to the OS (glibc malloc_trim).
 
@@ -41,20 +44,6 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         pass
-
-
-def _fail(err: Exception, debug: bool) -> None:
-    """One line naming the culprit, exit code 2 (the traceback only with --debug)."""
-    if debug:
-        raise err
-    # An error raised in a DataLoader worker arrives wrapped with the worker's traceback: keep its last line.
-    message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-    message = message.removeprefix(f"{type(err).__module__}.{type(err).__name__}: ")
-    from harness.distributed import current
-
-    rank = f" (rank {current().rank})" if current().rank else ""  # under torchrun: which rank says so
-    console.print(f"[bold red]error{rank}:[/] {message}", markup=True, highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _split_of_role(outcomes, role: str, fallback: str) -> str:

@@ -41,7 +41,7 @@ def eval_command(
     debug: bool = typer.Option(False, help="Show full tracebacks."),
 ) -> None:
     """Score a trained run on any split its task can build (no training); write records and predictions."""
-    from harness.cli import _fail
+    from harness.cli_errors import fail as _fail
     from harness.evaluate_run import evaluate_run, parse_severities
 
     try:
@@ -79,7 +79,7 @@ def predict_command(
     debug: bool = typer.Option(False, help="Show full tracebacks."),
 ) -> None:
     """Draw a trained run's predicted skeletons / landmarks on images and write their coordinates as json."""
-    from harness.cli import _fail
+    from harness.cli_errors import fail as _fail
     from harness.predict_images import predict_images
 
     try:

@@ -10,9 +10,6 @@ HARNESS = Path(__file__).resolve().parents[2] / "harness"
 KNOWN_DEFERRED_CYCLES: set[frozenset[str]] = {
     # `harness.distributed`'s torchrun worker entry calls run_experiment, which uses distributed's context.
     frozenset({"harness.distributed", "harness.run"}),
-    # The sub-commands borrow cli's one-line error printer (`_fail`).
-    frozenset({"harness.cli", "harness.benchmark_cli"}),
-    frozenset({"harness.cli", "harness.eval_cli"}),
 }
 
 
