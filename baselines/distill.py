@@ -14,12 +14,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from harness.callbacks import CHECKPOINT_NAME
 from harness.errors import CheckpointError, ConfigError
 from harness.imitation import FeatureReduction, feature_imitation, output_imitation
 from harness.io import safe_torch_load
 from harness.methods.base import Batch, Method
 from harness.registry import METHODS
+from harness.run_files import CHECKPOINT_NAME
 
 # Which network of a finished run is the teacher, by the run's own network names.
 TEACHER_NETWORKS = ("net", "gnet")

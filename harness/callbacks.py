@@ -9,21 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from harness.io import atomic_write_text
+from harness.progress import make_progress
+from harness.run_files import CHECKPOINT_NAME
 
 if TYPE_CHECKING:
     from harness.trainer import Trainer
 
-CHECKPOINT_NAME = "checkpoint.pt"
+__all__ = ["CHECKPOINT_NAME", "make_progress"]  # their homes are run_files / progress; kept importable here
 
 
 class Callback:
@@ -124,22 +119,6 @@ class MetricsLogger(Callback):
 
     def on_interrupt(self, trainer):
         self.writer.close()
-
-
-def make_progress(console: Console | None = None, disable: bool = False) -> Progress:
-    """A rich progress bar with rate, elapsed time and ETA."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-        disable=disable,
-    )
 
 
 class ProgressBar(Callback):

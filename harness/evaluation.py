@@ -12,8 +12,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from harness import distributed
-from harness.callbacks import make_progress
 from harness.precision import Precision
+from harness.progress import make_progress
 from harness.task import Task
 from harness.trainer import ignore_interrupts, to_device
 

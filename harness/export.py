@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from harness.backbones import create_backbone
-from harness.callbacks import CHECKPOINT_NAME
 from harness.config import load_config
 from harness.errors import CheckpointError, ConfigError
 from harness.io import safe_torch_load
 from harness.model import TaskModel
 from harness.registry import METHODS, TASKS
+from harness.run_files import CHECKPOINT_NAME
 
 
 @dataclass

@@ -13,13 +13,13 @@ from typing import Any
 from torch import nn
 
 from harness.backbones import create_backbone
-from harness.callbacks import CHECKPOINT_NAME
 from harness.config import RunConfig, load_config
 from harness.errors import CheckpointError, ConfigError
 from harness.io import safe_torch_load
 from harness.model import TaskModel
 from harness.predictions import file_sha256
 from harness.registry import METHODS, TASKS
+from harness.run_files import CHECKPOINT_NAME
 from harness.task import Task
 
 
