@@ -12,10 +12,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from harness import distributed
+from harness.batches import ignore_interrupts, to_device
 from harness.precision import Precision
 from harness.progress import make_progress
 from harness.task import Task
-from harness.trainer import ignore_interrupts, to_device
 
 
 @torch.no_grad()

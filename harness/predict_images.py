@@ -19,10 +19,10 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
 
+from harness.batches import to_device
 from harness.errors import ConfigError, DataError
 from harness.io import atomic_write_json, ensure_writable, read_image
 from harness.trained_run import load_trained, run_config
-from harness.trainer import to_device
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from harness.batches import ignore_interrupts, to_device  # noqa: F401  (ignore_interrupts: still importable here)
 from harness.callbacks import Callback
 from harness.distributed import DataParallelStep
 from harness.errors import CheckpointError, RunInterrupted, TrainingError
@@ -87,26 +88,10 @@ class EpochSampler(Sampler[int]):
         return self.shard_size - self.start
 
 
-def ignore_interrupts(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: workers leave Ctrl-C to the main process, which stops gracefully."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor of a nested batch; non-blocking so pinned host memory overlaps with compute."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
 
 
 def build_optimizer(params, *, name: str, lr: float, momentum: float, weight_decay: float):
