@@ -52,7 +52,7 @@ def complete_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             r["split_role"] = _split_role_from_name(r.get("split"))
         if r.get("method_role") is None:
             r["method_role"] = _registered_role(r.get("method"))
-        if "prerequisite_key" not in r:
+        if r.get("prerequisite_key") is None:  # also eval records, which carry the field empty
             r["prerequisite_key"] = _registered_prerequisite_key(r.get("method"))
     return records
 
