@@ -1,7 +1,7 @@
 """Content-keyed folders built once, and the digests that key them and prove what a run saw.
 
-Every generated input (embedded synthetic data, frozen occluded val splits, masked face sets) is built once per
-content key and shared by every run, sweep trial and process. Building happens in a scratch folder next to
+Every generated input (embedded synthetic data, frozen occluded val splits, masked face sets) is built once
+per content key and shared by every run, sweep trial and process. Building happens in a scratch folder next to
 the target that is renamed into place in one step, so a reader never sees half a folder, two processes
 building the same key at once both end with the same complete folder (the first rename wins, the other copy
 is discarded), and an interrupted build leaves nothing that looks complete. A build that fails on the file

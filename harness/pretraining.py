@@ -201,6 +201,7 @@ def embedded_backbone(
 
 def _build(task, folder, backbone_name, settings, device, precision, num_workers, console, expected) -> None:
     console = console or Console(stderr=True)
+    backbone = create_backbone(backbone_name, None, input_size=task.input_size)  # a bad name fails first
     dataset = task.pretraining_set(seed=settings.seed, images=settings.images)
     console.print(
         f"pretraining {backbone_name} on {len(dataset)} samples of the embedded pretraining split "
@@ -208,7 +209,7 @@ def _build(task, folder, backbone_name, settings, device, precision, num_workers
         highlight=False,
     )
     seed_everything(settings.seed)
-    backbone = create_backbone(backbone_name, None, input_size=task.input_size)
+    backbone = create_backbone(backbone_name, None, input_size=task.input_size)  # drawn under its own seed
     model = TaskModel(backbone, task.pretraining_head(backbone.out_channels, backbone.out_stride))
     loader = DataLoader(
         dataset,

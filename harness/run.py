@@ -266,6 +266,7 @@ def run_experiment(
         cfg, method_settings = train_prerequisite(cfg, method_cls, console, callbacks)
 
     embedded = pretrained_backbone(cfg, task, device, console)
+    seed_everything(cfg.seed)  # the same initial draw whether the pretraining was built here or cached
 
     def build_model() -> TaskModel:
         weights = None if embedded else cfg.model.pretrained

@@ -5,8 +5,8 @@ As the authors' code does it (zhanghao5201/MoEPose, `lib/core/function.py` `mutu
 (ENet is a copy of GNet at construction); GNet sees the clean crop, ENet its pixel-aligned occluded twin;
 both are supervised by the clean targets; each imitates the *detached* partner through MSE on tapped stage
 features (per stage the mean over its branch tensors, summed over stages; harness/imitation.py) and on
-outputs, weighted 1e-3 for ENet's imitation of GNet and 1e-5 for GNet's imitation of ENet. Each network has its own
-optimizer. Because the partner is detached, back-propagating the sum of both losses gives each
+outputs, weighted 1e-3 for ENet's imitation of GNet and 1e-5 for GNet's imitation of ENet. Each network has
+its own optimizer. Because the partner is detached, back-propagating the sum of both losses gives each
 network exactly the gradient of its own loss, so the trainer's single backward is one step each.
 
 The output term imitates `TaskModel.imitation_target(outputs)`: the outputs themselves for a heatmap

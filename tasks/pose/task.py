@@ -390,6 +390,7 @@ class PoseTask(Task):
         no image in common with train or val)."""
         s = self.settings
         if s.dataset != "synthetic":
+            self._root(s.root, "data.root")  # a missing dataset is the first thing to fix
             raise ConfigError(
                 "model.pretrained: embedded: only the embedded synthetic data has a pretraining split; for "
                 f"{s.dataset} give a local (ImageNet) checkpoint path"

@@ -24,6 +24,8 @@ from harness.registry import METHODS
 class Flaky(Clean):
     """Crashes on its first attempt (a marker file remembers it), then trains normally."""
 
+    role = "baseline"  # never one of `harness run`'s default methods in other tests
+
     def training_step(self, batch):
         marker = Path(os.environ["FLAKY_MARKER"])
         if not marker.exists():
@@ -34,6 +36,8 @@ class Flaky(Clean):
 
 @METHODS.register("broken")
 class Broken(Clean):
+    role = "baseline"  # never one of `harness run`'s default methods in other tests
+
     def training_step(self, batch):
         raise RuntimeError("broken on purpose")
 '''

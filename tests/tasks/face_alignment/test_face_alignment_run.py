@@ -72,7 +72,7 @@ def test_every_face_alignment_config_is_valid():
     for name in names:
         cfg = load_config(CONFIG_ROOT / "face_alignment" / name)
         assert cfg.task == "face_alignment"
-        if name != "default.yaml" and not name.startswith("quick"):
+        if name not in ("default.yaml", "tiny.yaml") and not name.startswith("quick"):
             assert cfg.data["dataset"] in ("cofw", "wflw", "300w") and cfg.device == "cuda"
 
 

@@ -343,6 +343,7 @@ def test_dslope_on_mpii_through_the_engine_records_pckh(mpii_root, coco_root, tm
 
     overrides = [
         "method=dslope",
+        "model.pretrained=null",  # real data: no embedded pretraining split
         "data.dataset=mpii",
         f"data.root={mpii_root}",
         f"data.head_boxes={mpii_root / 'annot' / 'head_boxes.json'}",
