@@ -8,23 +8,15 @@ and its sha256, so anyone can rescore it with the field's own tools.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
 
+from harness.cache import file_digest
 from harness.task import Task
 
 PREDICTIONS_DIR = "predictions"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def prediction_path(folder: Path, network: str, split: str, severity: int | None, extension: str) -> Path:
@@ -53,4 +45,4 @@ def save_predictions(
     fmt = task.write_predictions(predictions, dataset, path)
     if not fmt:
         return None
-    return {"file": str(path), "format": fmt, "sha256": file_sha256(path)}
+    return {"file": str(path), "format": fmt, "sha256": file_digest(path)}

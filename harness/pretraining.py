@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from harness.backbones import Backbone, create_backbone
+from harness.cache import file_digest
 from harness.callbacks import Callback, ProgressBar
 from harness.errors import CheckpointError
 from harness.io import atomic_torch_save, atomic_write_json, safe_torch_load
@@ -126,15 +127,6 @@ def _locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_meta(folder: Path, expected: dict[str, Any]) -> dict[str, Any]:
     meta_path = folder / META_NAME
     try:
@@ -149,7 +141,7 @@ def _check_meta(folder: Path, expected: dict[str, Any]) -> dict[str, Any]:
                 f"{meta_path}: cached pretraining checkpoint has {key}={meta.get(key)!r}, this run needs "
                 f"{want!r}; delete {folder} to rebuild it"
             )
-    if sha256_of(folder / WEIGHTS_NAME) != meta.get("sha256"):
+    if file_digest(folder / WEIGHTS_NAME) != meta.get("sha256"):
         raise CheckpointError(f"{folder / WEIGHTS_NAME}: sha256 differs from {META_NAME}; delete {folder}")
     return meta
 
@@ -241,7 +233,7 @@ def _build(task, folder, backbone_name, settings, device, precision, num_workers
     atomic_torch_save(weights, {k: v.detach().cpu() for k, v in backbone.body.state_dict().items()})
     meta = {
         **expected,
-        "sha256": sha256_of(weights),
+        "sha256": file_digest(weights),
         "steps": trainer.state.step,
         "samples": len(dataset),
         "batch_size": settings.batch_size,

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from harness import distributed
 from harness.backbones import create_backbone
+from harness.cache import file_digest
 from harness.callbacks import (
     CHECKPOINT_NAME,
     Callback,
@@ -39,7 +40,6 @@ from harness.pretraining import (
     PretrainSettings,
     embedded_backbone,
     load_embedded,
-    sha256_of,
 )
 from harness.registry import METHODS, TASKS
 from harness.results import (
@@ -182,7 +182,8 @@ def pretrained_provenance(cfg: RunConfig, embedded: PretrainedBackbone | None) -
     if embedded is not None:
         return embedded.provenance()
     if cfg.model.pretrained:
-        return {"source": cfg.model.pretrained, "sha256": sha256_of(Path(cfg.model.pretrained).expanduser())}
+        path = Path(cfg.model.pretrained).expanduser()
+        return {"source": cfg.model.pretrained, "sha256": file_digest(path)}
     return None
 
 

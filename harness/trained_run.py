@@ -13,11 +13,11 @@ from typing import Any
 from torch import nn
 
 from harness.backbones import create_backbone
+from harness.cache import file_digest
 from harness.config import RunConfig, load_config
 from harness.errors import CheckpointError, ConfigError
 from harness.io import safe_torch_load
 from harness.model import TaskModel
-from harness.predictions import file_sha256
 from harness.registry import METHODS, TASKS
 from harness.run_files import CHECKPOINT_NAME
 from harness.task import Task
@@ -109,6 +109,6 @@ def load_trained(run_dir: Path, cfg: RunConfig, what: str) -> TrainedRun:
         networks,
         method.evaluated,
         path,
-        file_sha256(path),
+        file_digest(path),
         dict(state.get("state") or {}),
     )
