@@ -111,7 +111,7 @@ def bare_step(size, n: int, backbone: str = "hrnet_w32", networks: int = 1) -> C
     """
     import timm
 
-    from tasks.pose.head import HeatmapHead
+    from tasks.common.heatmap_model import HeatmapHead
 
     torch.manual_seed(0)
     batch = batch_for(size, n)
@@ -142,9 +142,10 @@ def twin_pipeline(cache: Path, count: int) -> tuple[Callable[[], object], dict[s
     """CocoKeypoints with twins + augmentation at 256x192 on synthetic JPEGs; plus a per-stage breakdown."""
     import cv2
 
+    from harness.io import read_image
     from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
-    from tasks.pose import codec
-    from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource, read_image
+    from tasks.common import heatmap
+    from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource
     from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_OCCLUSION_ANCHORS
     from tasks.pose.synthetic import ensure_synthetic_coco
 
@@ -173,14 +174,14 @@ def twin_pipeline(cache: Path, count: int) -> tuple[Callable[[], object], dict[s
     stages["paste"] = (time.perf_counter() - start) / n
     start = time.perf_counter()
     for img, r in zip(decoded, records, strict=True):
-        center, size = codec.box_to_center_scale(r.box, 0.75)
-        m = codec.crop_affine(center, size, 10.0, (256, 192))
+        center, size = heatmap.box_to_center_size(r.box, 0.75)
+        m = heatmap.crop_affine(center, size, 10.0, (256, 192))
         for _ in range(2):  # clean and twin
             cv2.warpAffine(img, m, (192, 256), flags=cv2.INTER_LINEAR)
     stages["affine (x2)"] = (time.perf_counter() - start) / n
     start = time.perf_counter()
     for r in records:
-        codec.encode_heatmaps(r.keypoints[:, :2] / 4, r.keypoints[:, 2] > 0, (64, 48), 2.0)
+        heatmap.encode_heatmaps(r.keypoints[:, :2] / 4, r.keypoints[:, 2] > 0, (64, 48), 2.0)
     stages["heatmaps"] = (time.perf_counter() - start) / n
     return run, {"n": n, **{k: round(v * 1000, 3) for k, v in stages.items()}}
 

@@ -4,8 +4,7 @@ A file holds `images` (id, file_name) and `annotations` (id, image_id, keypoints
 `bbox` [x, y, w, h] or mmpose's `center` [x, y] + `scale`, where the face side is scale * 200 px). Visibility
 follows the source: COFW writes 1 for an occluded and 2 for a visible landmark; 0 means unlabelled.
 
-The occluded twin is made on the full image *before* the crop, and both images go through the same affine
-warp, so they are pixel-aligned and share one set of (clean) targets.
+The crop, twin and heatmap pipeline is `tasks.common.topdown`; this module reads the json into `FaceRecord`s.
 """
 
 from __future__ import annotations
@@ -14,49 +13,27 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from harness.errors import DataError
-from harness.io import read_image
-from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
-from tasks.face_alignment import codec
-from tasks.face_alignment.landmarks import Layout, flip_order
+from tasks.common.heatmap import PADDING
+from tasks.common.topdown import Augmentation, Instance, TopDownDataset, TwinSource  # noqa: F401 (re-export)
+from tasks.face_alignment.landmarks import Layout
 
-cv2.setNumThreads(0)  # DataLoader workers provide the parallelism
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
+PIXEL_STD = 200.0  # mmpose / HRNet store a face's `scale` in units of 200 pixels
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """Random scale / rotation / shift / flip of the face crop (HRNetV2's facial-landmark recipe)."""
-
-    scale_factor: float = 0.25
-    rotation_factor: float = 30.0
-    rotation_prob: float = 0.6
-    shift_factor: float = 0.05  # centre shift, as a fraction of the crop size
-    flip: bool = True
-
-
-@dataclass(frozen=True)
-class TwinSource:
-    """What the dataset needs to make occluded twins."""
-
-    library: PatchLibrary
-    settings: OcclusionSettings
+def center_scale_to_box(center, scale: float) -> np.ndarray:
+    """mmpose's `center` + `scale` (side = scale * 200 px, a square) -> box [x, y, w, h]."""
+    side = float(scale) * PIXEL_STD
+    cx, cy = (float(v) for v in center)
+    return np.array([cx - side / 2, cy - side / 2, side, side], dtype=np.float64)
 
 
 @dataclass
-class FaceRecord:
-    image_path: Path
-    image_id: int
-    ann_id: int
-    box: np.ndarray  # x, y, w, h (from `bbox`, or the square of `center` / `scale`)
-    landmarks: np.ndarray  # (K, 3) x, y, v
+class FaceRecord(Instance):
+    """A face: box (from `bbox`, or the square of `center` / `scale`), landmarks as `keypoints` (K, 3)."""
+
     occluded: np.ndarray  # (K,) bool: marked occluded by the source, or covered by a pasted patch
     attributes: dict[str, int]
 
@@ -87,7 +64,7 @@ def _face_box(ann: dict, ann_file: Path) -> np.ndarray:
             raise DataError(
                 f"{where} field 'center'/'scale' is {ann['center']}/{ann['scale']}, expected [x, y] / number"
             )
-        return codec.center_scale_to_box(center, float(scale.max()))
+        return center_scale_to_box(center, float(scale.max()))
     if "bbox" not in ann:
         raise DataError(f"{where} has neither a 'bbox' [x, y, w, h] nor 'center' + 'scale'")
     box = np.asarray(ann["bbox"], dtype=np.float64).reshape(-1)
@@ -151,7 +128,7 @@ def face_records(data: dict, ann_file: Path, image_dir: Path, layout: Layout) ->
                 image_id=int(ann["image_id"]),
                 ann_id=int(ann.get("id", len(records))),
                 box=box,
-                landmarks=points,
+                keypoints=points,
                 occluded=occluded & (points[:, 2] > 0),
                 attributes={str(k): v for k, v in attributes.items()},
             )
@@ -159,13 +136,7 @@ def face_records(data: dict, ann_file: Path, image_dir: Path, layout: Layout) ->
     return records, bad_boxes
 
 
-def to_tensor(crop: np.ndarray) -> torch.Tensor:
-    """BGR uint8 crop -> normalised RGB float tensor (3, h, w)."""
-    rgb = crop[:, :, ::-1].astype(np.float32)
-    return torch.from_numpy(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())
-
-
-class FaceLandmarks(Dataset):
+class FaceLandmarks(TopDownDataset):
     """Face crops with landmark heatmaps from a COCO-style face landmark json.
 
     Args:
@@ -187,8 +158,6 @@ class FaceLandmarks(Dataset):
         torch.Size([29, 16, 16])
     """
 
-    heatmap_stride = 4
-
     def __init__(
         self,
         ann_file: Path,
@@ -197,26 +166,25 @@ class FaceLandmarks(Dataset):
         layout: Layout,
         input_size: tuple[int, int] = (64, 64),
         sigma: float = 1.5,
-        padding: float = codec.PADDING,
+        padding: float = PADDING,
         augmentation: Augmentation | None = None,
         twins: TwinSource | None = None,
         seed: int = 0,
         max_faces: int | None = None,
         attribute: str | None = None,
     ):
-        self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         if not self.image_dir.is_dir():
             raise DataError(f"image folder not found: {self.image_dir}")
         self.layout = layout
-        data = read_json(self.ann_file)
-        self.records, self.skipped_boxes = face_records(data, self.ann_file, self.image_dir, layout)
+        data = read_json(Path(ann_file))
+        records, self.skipped_boxes = face_records(data, Path(ann_file), self.image_dir, layout)
         if attribute is not None:
-            self.records = [r for r in self.records if r.attributes.get(attribute)]
-        found = len(self.records)
+            records = [r for r in records if r.attributes.get(attribute)]
+        found = len(records)
         if max_faces is not None:
-            self.records = self.records[:max_faces]
-        if not self.records:
+            records = records[:max_faces]
+        if not records:
             why = (
                 f"max_faces={max_faces} keeps none of {found} usable faces"
                 if found
@@ -224,92 +192,8 @@ class FaceLandmarks(Dataset):
                 "negative box size and the others no labelled landmark"
                 + (f" or attribute '{attribute}'" if attribute else "")
             )
-            raise DataError(f"{self.ann_file}: no face left after filtering ({why})")
-        self.input_size = tuple(int(v) for v in input_size)
-        self.heatmap_size = (
-            self.input_size[0] // self.heatmap_stride,
-            self.input_size[1] // self.heatmap_stride,
-        )
-        self.sigma = sigma
-        self.padding = padding
-        self.augmentation = augmentation
-        self.twins = twins
-        self.seed = seed
-        self.epoch = 0
-        self._flip = np.asarray(flip_order(layout.num_landmarks, layout.flip_pairs))
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called by the trainer so augmentation differs per epoch yet stays reproducible."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def crop_geometry(self, index: int, rng: np.random.Generator | None = None):
-        """(centre, size, rotation, flip) of sample `index`; random when augmenting with `rng`."""
-        record = self.records[index]
-        aspect = self.input_size[1] / self.input_size[0]
-        center, size = codec.box_to_center_size(record.box, aspect, self.padding)
-        rotation, flip = 0.0, False
-        aug = self.augmentation
-        if aug is not None and rng is not None:
-            size = size * float(
-                np.clip(rng.normal() * aug.scale_factor + 1, 1 - aug.scale_factor, 1 + aug.scale_factor)
-            )
-            center = center + rng.uniform(-aug.shift_factor, aug.shift_factor, 2) * size
-            if rng.random() < aug.rotation_prob:
-                rotation = float(
-                    np.clip(
-                        rng.normal() * aug.rotation_factor, -2 * aug.rotation_factor, 2 * aug.rotation_factor
-                    )
-                )
-            flip = aug.flip and rng.random() < 0.5
-        return center, size, rotation, flip
-
-    def __getitem__(self, index: int) -> dict:
-        record = self.records[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        image = read_image(record.image_path)
-        twin = covered = None
-        if self.twins is not None:
-            twin, covered = occluded_twin(
-                image,
-                record.landmarks,
-                record.box,
-                self.twins.library,
-                rng,
-                anchors=self.layout.anchors,
-                part_anchors=self.layout.part_anchors,
-                settings=self.twins.settings,
-            )
-        center, size, rotation, flip = self.crop_geometry(index, rng)
-        matrix = codec.crop_affine(center, size, rotation, self.input_size, flip=flip)
-        out_h, out_w = self.input_size
-
-        def warp(img: np.ndarray) -> np.ndarray:
-            return cv2.warpAffine(img, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
-
-        points = codec.apply_affine(record.landmarks[:, :2], matrix)
-        labelled = record.landmarks[:, 2] > 0
-        order = self._flip if flip else np.arange(len(points))
-        points, labelled = points[order], labelled[order]
-        heatmaps, weights = codec.encode_heatmaps(
-            codec.input_to_heatmap(points, self.heatmap_stride), labelled, self.heatmap_size, self.sigma
-        )
-        sample = {
-            "image": to_tensor(warp(image)),
-            "target": torch.from_numpy(heatmaps),
-            "target_weight": torch.from_numpy(weights),
-            "meta": {
-                "index": index,
-                "image_id": record.image_id,
-                "ann_id": record.ann_id,
-                "center": torch.from_numpy(center),
-                "size": torch.from_numpy(size),
-                "rotation": rotation,
-            },
-        }
-        if twin is not None:
-            sample["twin"] = to_tensor(warp(twin))
-            sample["covered"] = torch.from_numpy(covered[order].copy())  # landmarks under a pasted patch
-        return sample
+            raise DataError(f"{Path(ann_file)}: no face left after filtering ({why})")
+        super().__init__(
+            records, ann_file, flip_pairs=layout.flip_pairs, input_size=input_size, sigma=sigma,
+            padding=padding, augmentation=augmentation, twins=twins, seed=seed,
+        )  # fmt: skip

@@ -179,14 +179,6 @@ WFLW = Layout(
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (COFW, W300, WFLW)}
 
 
-def flip_order(num_landmarks: int, flip_pairs) -> list[int]:
-    """The permutation that relabels landmarks after a horizontal flip."""
-    order = list(range(num_landmarks))
-    for a, b in flip_pairs:
-        order[a], order[b] = b, a
-    return order
-
-
 def coco_category(layout: Layout) -> dict:
     """The category entry of a COCO-style face landmark json (as mmpose ships them)."""
     return {

@@ -78,7 +78,7 @@ def build_occluded_split(
                 rng = np.random.default_rng((seed, int(info["id"]), record.ann_id))
                 canvas, covered = occluded_twin(
                     canvas,
-                    record.landmarks,
+                    record.keypoints,
                     record.box,
                     library,
                     rng,

@@ -19,6 +19,7 @@ import numpy as np
 from harness.errors import ConfigError
 from harness.io import atomic_write_text, read_image
 from harness.occlusion import OcclusionSettings
+from tasks.common.topdown import TopDownDataset
 from tasks.face_alignment.dataset import FaceLandmarks, FaceRecord
 from tasks.face_alignment.landmarks import Layout
 
@@ -58,24 +59,17 @@ def write_landmarks(predictions: list[dict[str, Any]], dataset: FaceLandmarks, p
     return "landmarks_json"
 
 
-class InferenceFaces(FaceLandmarks):
+class InferenceFaces(TopDownDataset):
     """Face crops around given boxes of arbitrary images (no annotation file), for `harness predict`."""
 
     def __init__(
         self, records: list[FaceRecord], *, layout: Layout, input_size, sigma: float, padding: float
     ):
-        # Only what `__getitem__` reads: no json, no augmentation, no twins.
-        self.ann_file = records[0].image_path.parent if records else Path(".")
-        self.image_dir = self.ann_file
-        self.layout, self.records, self.skipped_boxes = layout, records, 0
-        self.input_size = tuple(int(v) for v in input_size)
-        self.heatmap_size = (
-            self.input_size[0] // self.heatmap_stride,
-            self.input_size[1] // self.heatmap_stride,
+        source = records[0].image_path.parent if records else Path(".")
+        super().__init__(
+            records, source, flip_pairs=layout.flip_pairs, input_size=input_size, sigma=sigma, padding=padding
         )
-        self.sigma, self.padding, self.augmentation, self.twins = sigma, padding, None, None
-        self.seed, self.epoch = 0, 0
-        self._flip = np.arange(layout.num_landmarks)
+        self.layout, self.image_dir, self.skipped_boxes = layout, source, 0
 
 
 def inference_dataset(

@@ -16,12 +16,10 @@ from harness.errors import ConfigError, DataError
 from harness.occlusion import PatchLibrary
 from harness.registry import TASKS
 from harness.task import Metric, OcclusionPlan, Task
-from tasks.face_alignment import (
-    backbones,  # noqa: F401  (registers hrnetv2_* and fan*)
-    codec,
-)
+from tasks.common.heatmap import Decoder
+from tasks.common.heatmap_model import HeatmapHead, joints_mse, keypoint_rows, predict_keypoints, showcase
+from tasks.face_alignment import backbones  # noqa: F401  (registers hrnetv2_* and fan*)
 from tasks.face_alignment.dataset import Augmentation, FaceLandmarks, TwinSource
-from tasks.face_alignment.head import LandmarkHead
 from tasks.face_alignment.landmarks import COFW, LAYOUTS, Layout
 from tasks.face_alignment.metrics import landmark_metrics
 from tasks.face_alignment.occluded_val import build_occluded_split
@@ -75,15 +73,12 @@ class FaceAlignmentSettings(BaseModel):
     shift_factor: float = 0.05
     flip: bool = True
     flip_test: bool = True
+    # heatmap -> coordinates: DARK's Taylor step (at 64-px crops the argmax alone is a tenth of the
+    # inter-pupil distance off), or HRNet's "argmax_quarter"
+    decoder: Decoder = "dark"
     max_train_faces: int | None = None
     max_val_faces: int | None = None
     cache_dir: str | None = None
-
-
-def _heatmap_mse(outputs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """0.5 * mean squared error of weighted heatmaps (HRNet's loss)."""
-    w = weight[:, :, None, None]
-    return 0.5 * torch.mean((outputs * w - target * w) ** 2)
 
 
 @TASKS.register("face_alignment")
@@ -217,7 +212,9 @@ class FaceAlignmentTask(Task):
             "sigma": s.sigma,
             "padding": s.padding,
         }
-        twins = TwinSource(library, occlusion.train) if occlusion.train is not None else None
+        twins = None
+        if occlusion.train is not None:
+            twins = TwinSource(library, occlusion.train, self.layout.anchors, self.layout.part_anchors)
         augmentation = Augmentation(
             scale_factor=s.scale_factor,
             rotation_factor=s.rotation_factor,
@@ -292,50 +289,36 @@ class FaceAlignmentTask(Task):
         return dict(self._provenance)
 
     def head(self, in_channels: int, in_stride: int) -> nn.Module:
-        return LandmarkHead(in_channels, in_stride, self.layout.num_landmarks)
+        # HRNetV2's facial-landmark head: 1x1 conv + BN + ReLU before the output, 128-wide deconvolutions.
+        return HeatmapHead(
+            in_channels, in_stride, self.layout.num_landmarks, deconv_channels=128, refine=True
+        )
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        return _heatmap_mse(outputs.float(), batch["target"], batch["target_weight"])
+        return joints_mse(outputs.float(), batch["target"], batch["target_weight"])
 
     def predict(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        images = batch["image"]
-        heatmaps = model(images).float()
-        if self.settings.flip_test:
-            flipped = model(images.flip(-1)).float()
-            heatmaps = 0.5 * (heatmaps + codec.flip_heatmaps(flipped, self.layout.flip_pairs))
-        coords, maxvals = codec.decode_heatmaps(heatmaps)
-        coords = codec.heatmap_to_input(coords.cpu().numpy().astype(np.float64), LandmarkHead.out_stride)
-        maxvals = maxvals.cpu().numpy()
+        s = self.settings
+        points, maxvals = predict_keypoints(
+            model, batch, flip_pairs=self.layout.flip_pairs, input_size=tuple(s.input_size),
+            flip_test=s.flip_test, decoder=s.decoder,
+        )  # fmt: skip
         meta = batch["meta"]
-        predictions = []
-        for i in range(len(coords)):
-            matrix = codec.crop_affine(
-                meta["center"][i].cpu().numpy(),
-                meta["size"][i].cpu().numpy(),
-                float(meta["rotation"][i]),
-                tuple(self.settings.input_size),
-            )
-            points = codec.apply_affine(coords[i], codec.invert_affine(matrix))
-            keypoints = np.concatenate([points, maxvals[i][:, None]], axis=1)
-            predictions.append(
-                {
-                    "image_id": int(meta["image_id"][i]),
-                    "ann_id": int(meta["ann_id"][i]),
-                    "keypoints": [round(float(v), 3) for v in keypoints.reshape(-1)],
-                }
-            )
-        return predictions
+        return [
+            {"image_id": int(meta["image_id"][i]), "ann_id": int(meta["ann_id"][i]), "keypoints": keypoints}
+            for i, keypoints in enumerate(keypoint_rows(points, maxvals))
+        ]
 
     def evaluate(self, predictions: list[dict[str, Any]], dataset: FaceLandmarks) -> dict[str, float]:
         by_ann = {p["ann_id"]: p for p in predictions}
         records = [r for r in dataset.records if r.ann_id in by_ann]
         if not records:
             return {m.name: None for m in self.metrics}
-        gt = np.stack([r.landmarks[:, :2] for r in records])
+        gt = np.stack([r.keypoints[:, :2] for r in records])
         pred = np.stack([np.asarray(by_ann[r.ann_id]["keypoints"]).reshape(-1, 3)[:, :2] for r in records])
         a, b = self.norm_points
         norm = np.linalg.norm(gt[:, a] - gt[:, b], axis=1)
-        labelled = np.stack([r.landmarks[:, 2] > 0 for r in records])
+        labelled = np.stack([r.keypoints[:, 2] > 0 for r in records])
         degenerate = [
             r.ann_id
             for r, d, ok in zip(records, norm, labelled, strict=True)
@@ -372,18 +355,4 @@ class FaceAlignmentTask(Task):
         self, predictions: list[dict[str, Any]], dataset: FaceLandmarks, count: int = 8
     ) -> list[dict]:
         """Predictions of the first `count` faces (a fixed set) with image path, box and ground truth."""
-        by_ann = {p["ann_id"]: p for p in predictions}
-        chosen = []
-        for record in dataset.records:
-            if record.ann_id in by_ann and len(chosen) < count:
-                chosen.append(
-                    {
-                        "image": str(record.image_path.resolve()),
-                        "image_id": record.image_id,
-                        "ann_id": record.ann_id,
-                        "box": [round(float(v), 2) for v in record.box],
-                        "ground_truth": [round(float(v), 2) for v in record.landmarks.reshape(-1)],
-                        "prediction": by_ann[record.ann_id]["keypoints"],
-                    }
-                )
-        return chosen
+        return showcase(predictions, dataset.records, count)

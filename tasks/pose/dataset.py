@@ -1,7 +1,7 @@
 """Top-down keypoint datasets (COCO json, MPII list): one sample per person box, clean crop + twin.
 
-The twin is made on the full image *before* the crop, and both images go through the same affine
-warp, so they are pixel-aligned and share one set of (clean) targets.
+The crop, twin and heatmap pipeline is `tasks.common.topdown`; this module reads the two annotation formats
+into `PersonRecord`s and scores predictions (OKS AP via pycocotools, PCKh).
 """
 
 from __future__ import annotations
@@ -10,51 +10,21 @@ import contextlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from pycocotools.coco import COCO
-from torch.utils.data import Dataset
 
 from harness.errors import DataError
-from harness.io import read_image
-from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
-from tasks.pose import codec
+from tasks.common.topdown import Augmentation, Instance, TopDownDataset, TwinSource  # noqa: F401 (re-export)
 from tasks.pose.keypoints import COCO_LAYOUT, KeypointSpec
-
-cv2.setNumThreads(0)  # DataLoader workers provide the parallelism
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Random scale / rotation / flip of the crop (HRNet's recipe)."""
-
-    scale_factor: float = 0.25
-    rotation_factor: float = 30.0
-    rotation_prob: float = 0.6
-    flip: bool = True
-
-
-@dataclass(frozen=True)
-class TwinSource:
-    """What the dataset needs to make occluded twins."""
-
-    library: PatchLibrary
-    settings: OcclusionSettings
-    anchors: tuple[int, ...]
 
 
 @dataclass
-class PersonRecord:
-    image_path: Path
-    image_id: int
-    ann_id: int
-    box: np.ndarray  # x, y, w, h
-    keypoints: np.ndarray  # (K, 3)
+class PersonRecord(Instance):
+    """A person: box, keypoints (K, 3) and the box's score (1 for ground-truth boxes, a detector's else)."""
+
     score: float = 1.0
 
 
@@ -108,13 +78,7 @@ def person_records(coco: COCO, ann_file: Path, image_dir: Path, num_keypoints: i
     return records, bad_boxes
 
 
-def to_tensor(crop: np.ndarray) -> torch.Tensor:
-    """BGR uint8 crop -> normalised RGB float tensor (3, h, w)."""
-    rgb = crop[:, :, ::-1].astype(np.float32)
-    return torch.from_numpy(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())
-
-
-class TopDownKeypoints(Dataset):
+class TopDownKeypoints(TopDownDataset):
     """Person crops around boxes, with heatmap targets and (optionally) the occluded twin.
 
     Subclasses read one annotation format into `PersonRecord`s and score predictions (`evaluate`).
@@ -131,7 +95,6 @@ class TopDownKeypoints(Dataset):
         max_persons: keep only the first N persons (quick runs).
     """
 
-    heatmap_stride = 4
     box_source = "ground_truth"
     image_field = "file_name"  # the annotation field naming an image, for error messages
 
@@ -149,109 +112,20 @@ class TopDownKeypoints(Dataset):
         max_persons: int | None = None,
         empty_reason: str = "",
     ):
-        self.ann_file = Path(source)
         self.spec = spec
         found = len(records)
-        self.records = records[:max_persons] if max_persons is not None else records
-        if not self.records:
+        records = records[:max_persons] if max_persons is not None else records
+        if not records:
             why = f"max_persons={max_persons} keeps none of {found} usable persons" if found else empty_reason
-            raise DataError(f"{self.ann_file}: no person left after filtering ({why})")
-        missing = sorted({r.image_path for r in self.records if not r.image_path.is_file()})
-        if missing:
-            raise DataError(
-                f"{self.ann_file}: image {missing[0].name} (field {self.image_field}) not found in "
-                f"{missing[0].parent} ({len(missing)} image(s) missing)"
-            )
-        self.input_size = tuple(input_size)
-        self.heatmap_size = (
-            self.input_size[0] // self.heatmap_stride,
-            self.input_size[1] // self.heatmap_stride,
-        )
-        self.sigma = sigma
-        self.flip_pairs = tuple(spec.flip_pairs)
-        self.augmentation = augmentation
-        self.twins = twins
-        self.seed = seed
-        self.epoch = 0
+            raise DataError(f"{Path(source)}: no person left after filtering ({why})")
+        super().__init__(
+            records, source, flip_pairs=spec.flip_pairs, input_size=input_size, sigma=sigma,
+            augmentation=augmentation, twins=twins, seed=seed, image_field=self.image_field,
+        )  # fmt: skip
 
-    def set_epoch(self, epoch: int) -> None:
-        """Called by the trainer so augmentation differs per epoch yet stays reproducible."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def _flip_order(self) -> np.ndarray:
-        order = np.arange(len(self.records[0].keypoints))
-        for a, b in self.flip_pairs:
-            order[a], order[b] = b, a
-        return order
-
-    def __getitem__(self, index: int) -> dict:
-        record = self.records[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        image = read_image(record.image_path)
-        keypoints = record.keypoints.copy()
-        twin = None
-        if self.twins is not None:
-            twin, covered = occluded_twin(
-                image,
-                keypoints,
-                record.box,
-                self.twins.library,
-                rng,
-                anchors=self.twins.anchors,
-                settings=self.twins.settings,
-            )
-        aspect = self.input_size[1] / self.input_size[0]
-        center, size = codec.box_to_center_scale(record.box, aspect)
-        rotation, flip = 0.0, False
-        if self.augmentation is not None:
-            aug = self.augmentation
-            size = size * float(
-                np.clip(rng.normal() * aug.scale_factor + 1, 1 - aug.scale_factor, 1 + aug.scale_factor)
-            )
-            if rng.random() < aug.rotation_prob:
-                rotation = float(
-                    np.clip(
-                        rng.normal() * aug.rotation_factor, -2 * aug.rotation_factor, 2 * aug.rotation_factor
-                    )
-                )
-            flip = aug.flip and rng.random() < 0.5
-        matrix = codec.crop_affine(center, size, rotation, self.input_size, flip=flip)
-        out_h, out_w = self.input_size
-
-        def warp(img: np.ndarray) -> np.ndarray:
-            return cv2.warpAffine(img, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
-
-        joints = codec.apply_affine(keypoints[:, :2], matrix)
-        visible = keypoints[:, 2] > 0
-        if flip:
-            order = self._flip_order()
-            joints, visible = joints[order], visible[order]
-        heatmaps, weights = codec.encode_heatmaps(
-            codec.input_to_heatmap(joints, self.heatmap_stride), visible, self.heatmap_size, self.sigma
-        )
-        sample = {
-            "image": to_tensor(warp(image)),
-            "target": torch.from_numpy(heatmaps),
-            "target_weight": torch.from_numpy(weights),
-            "meta": {
-                "index": index,
-                "image_id": record.image_id,
-                "ann_id": record.ann_id,
-                "center": torch.from_numpy(center),
-                "size": torch.from_numpy(size),
-                "rotation": rotation,
-                "score": record.score,
-                "box": torch.from_numpy(np.asarray(record.box, dtype=np.float64)),
-            },
-        }
-        if twin is not None:
-            sample["twin"] = to_tensor(warp(twin))
-            order = self._flip_order() if flip else slice(None)
-            sample["covered"] = torch.from_numpy(covered[order].copy())  # joints under a pasted patch
-        return sample
+    def instance_meta(self, record: PersonRecord) -> dict[str, Any]:
+        """The box and its score: a pose's score is the box score times its joints' confidence."""
+        return {"score": record.score, "box": torch.from_numpy(np.asarray(record.box, dtype=np.float64))}
 
     def evaluate(self, predictions: list[dict]) -> dict[str, float | None]:
         """Score predictions of this split; subclasses know their ground-truth format."""

@@ -19,7 +19,8 @@ from harness.errors import ConfigError, DataError
 from harness.occlusion import PatchLibrary
 from harness.registry import TASKS
 from harness.task import Metric, OcclusionPlan, Task
-from tasks.pose import codec
+from tasks.common.heatmap import Decoder
+from tasks.common.heatmap_model import HeatmapHead, joints_mse, keypoint_rows, predict_keypoints, showcase
 from tasks.pose.benchmark import SEVERITY_LEVELS, severity_settings
 from tasks.pose.dataset import (
     Augmentation,
@@ -29,7 +30,6 @@ from tasks.pose.dataset import (
     TopDownKeypoints,
     TwinSource,
 )
-from tasks.pose.head import HeatmapHead
 from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_LAYOUT, CROWDPOSE_LAYOUT, MPII_LAYOUT, KeypointSpec
 from tasks.pose.occluded_val import build_occluded_split
 from tasks.pose.pckh import JOINT_GROUPS, load_head_boxes
@@ -134,15 +134,10 @@ class PoseSettings(BaseModel):
     rotation_factor: float = 30.0
     flip: bool = True
     flip_test: bool = True
+    decoder: Decoder = "argmax_quarter"  # heatmap -> coordinates: HRNet's argmax + quarter shift, or "dark"
     max_train_persons: int | None = None
     max_val_persons: int | None = None
     cache_dir: str | None = None
-
-
-def _joints_mse(outputs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """HRNet's JointsMSELoss: 0.5 * mean squared error of weighted heatmaps."""
-    w = weight[:, :, None, None]
-    return 0.5 * torch.mean((outputs * w - target * w) ** 2)
 
 
 @TASKS.register("pose")
@@ -419,36 +414,26 @@ class PoseTask(Task):
         return HeatmapHead(in_channels, in_stride, self.num_keypoints)
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        return _joints_mse(outputs.float(), batch["target"], batch["target_weight"])
+        return joints_mse(outputs.float(), batch["target"], batch["target_weight"])
 
     def predict(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        images = batch["image"]
-        heatmaps = model(images).float()
-        if self.settings.flip_test:
-            flipped = model(images.flip(-1)).float()
-            heatmaps = 0.5 * (heatmaps + codec.flip_heatmaps(flipped, self.spec.flip_pairs))
-        coords, maxvals = codec.decode_heatmaps(heatmaps)
-        coords = codec.heatmap_to_input(coords.cpu().numpy().astype(np.float64), HeatmapHead.out_stride)
-        maxvals = maxvals.cpu().numpy()
+        s = self.settings
+        points, maxvals = predict_keypoints(
+            model, batch, flip_pairs=self.spec.flip_pairs, input_size=tuple(s.input_size),
+            flip_test=s.flip_test, decoder=s.decoder,
+        )  # fmt: skip
         meta = batch["meta"]
         predictions = []
-        for i in range(len(coords)):
-            center = meta["center"][i].cpu().numpy()
-            size = meta["size"][i].cpu().numpy()
-            matrix = codec.crop_affine(
-                center, size, float(meta["rotation"][i]), tuple(self.settings.input_size)
-            )
-            points = codec.apply_affine(coords[i], codec.invert_affine(matrix))
+        for i, keypoints in enumerate(keypoint_rows(points, maxvals)):
             # Pose score = box score x mean confidence of the confident joints (rescoring of detected boxes).
             confident = maxvals[i][maxvals[i] > 0.2]
             score = float(meta["score"][i]) * (float(confident.mean()) if confident.size else 0.0)
-            keypoints = np.concatenate([points, maxvals[i][:, None]], axis=1)
             predictions.append(
                 {
                     "image_id": int(meta["image_id"][i]),
                     "ann_id": int(meta["ann_id"][i]),
                     "category_id": 1,
-                    "keypoints": [round(float(v), 3) for v in keypoints.reshape(-1)],
+                    "keypoints": keypoints,
                     "score": round(score, 6),
                     "box": [round(float(v), 2) for v in meta["box"][i].tolist()],
                 }
@@ -479,21 +464,7 @@ class PoseTask(Task):
         self, predictions: list[dict[str, Any]], dataset: TopDownKeypoints, count: int = 8
     ) -> list[dict]:
         """Predictions of the first `count` persons (a fixed set) with image path, box and ground truth."""
-        by_ann = {p["ann_id"]: p for p in predictions}
-        chosen = []
-        for record in dataset.records:
-            if record.ann_id in by_ann and len(chosen) < count:
-                chosen.append(
-                    {
-                        "image": str(record.image_path.resolve()),
-                        "image_id": record.image_id,
-                        "ann_id": record.ann_id,
-                        "box": [round(float(v), 2) for v in record.box],
-                        "ground_truth": [round(float(v), 2) for v in record.keypoints.reshape(-1)],
-                        "prediction": by_ann[record.ann_id]["keypoints"],
-                    }
-                )
-        return chosen
+        return showcase(predictions, dataset.records, count)
 
     def evaluate(self, predictions: list[dict[str, Any]], dataset: TopDownKeypoints) -> dict[str, float]:
         stats = dataset.evaluate(predictions)

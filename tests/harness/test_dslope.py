@@ -57,8 +57,10 @@ def test_feature_term_is_per_stage_mean_of_branch_mses_summed_over_stages():
 
     The authors' reduction: (1 + 9) / 2 + (4 + 16 + 1) / 3 = 5 + 7 = 12; summing every branch gives 31.
     """
-    own = [[torch.full((1, 2, 2, 2), 1.0), torch.full((1, 2, 1, 1), 3.0)],
-           [torch.full((1, 1, 4, 4), 2.0), torch.full((1, 1, 2, 2), 4.0), torch.full((1, 1, 1, 1), -1.0)]]
+    own = [
+        [torch.full((1, 2, 2, 2), 1.0), torch.full((1, 2, 1, 1), 3.0)],
+        [torch.full((1, 1, 4, 4), 2.0), torch.full((1, 1, 2, 2), 4.0), torch.full((1, 1, 1, 1), -1.0)],
+    ]
     partner = [[torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 1, 1)],
                [torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 1, 1)]]  # fmt: skip
     assert feature_imitation(own, partner).item() == pytest.approx(12.0)

@@ -12,9 +12,10 @@ import torch
 from harness.errors import DataError
 from harness.occlusion import OcclusionSettings
 from harness.task import OcclusionPlan
-from tasks.face_alignment import codec
+from tasks.common import heatmap
+from tasks.common.heatmap import flip_order
 from tasks.face_alignment.dataset import Augmentation, FaceLandmarks, face_records, read_json
-from tasks.face_alignment.landmarks import COFW, W300, WFLW, flip_order
+from tasks.face_alignment.landmarks import COFW, W300, WFLW
 from tasks.face_alignment.task import FaceAlignmentSettings, FaceAlignmentTask
 
 REPO = Path(__file__).resolve().parents[3]
@@ -36,45 +37,45 @@ def test_loads_the_real_cofw_fixture_with_hand_checked_values(cofw):
     first, second = cofw.records
     assert first.image_path == COFW_DIR / "001766.jpg"
     np.testing.assert_allclose(first.box, [38.0, 102.0, 105.0, 180.0])
-    np.testing.assert_allclose(first.landmarks[0], [46.562534549474826, 120.07575548185008, 2.0])
-    np.testing.assert_allclose(first.landmarks[28], [94.99537037037038, 271.120531601253, 2.0])
+    np.testing.assert_allclose(first.keypoints[0], [46.562534549474826, 120.07575548185008, 2.0])
+    np.testing.assert_allclose(first.keypoints[28], [94.99537037037038, 271.120531601253, 2.0])
     # COFW's visibility: 1 = occluded. Face 1766 has its mouth covered, face 1805 its right side.
     assert np.flatnonzero(first.occluded).tolist() == [22, 23, 24, 25, 26, 27]
     assert np.flatnonzero(second.occluded).tolist() == [0, 2, 4, 5, 8, 12, 13, 16, 22]
     # The pupils (16, 17) of both faces are 55 px apart: the COFW normaliser.
     for record in cofw.records:
-        assert np.linalg.norm(record.landmarks[16, :2] - record.landmarks[17, :2]) == pytest.approx(55.0)
+        assert np.linalg.norm(record.keypoints[16, :2] - record.keypoints[17, :2]) == pytest.approx(55.0)
 
 
 def test_sample_targets_decode_back_to_the_annotated_landmarks(cofw):
     sample = cofw[0]
     assert sample["image"].shape == (3, 64, 64) and sample["target"].shape == (29, 16, 16)
     assert sample["target_weight"].tolist() == [1.0] * 29  # occluded COFW points are still supervised
-    coords, maxvals = codec.decode_heatmaps(sample["target"][None])
+    coords, maxvals = heatmap.decode_heatmaps(sample["target"][None], "dark")
     assert (maxvals > 0.6).all()
-    points = codec.heatmap_to_input(coords[0].numpy().astype(np.float64), 4)
+    points = heatmap.heatmap_to_input(coords[0].numpy().astype(np.float64), 4)
     record = cofw.records[0]
     # Crop geometry: the square crop is the box's longer side (180 px) x 1.25 around the box centre.
     center, size, rotation, flip = cofw.crop_geometry(0)
     np.testing.assert_allclose(center, [90.5, 192.0])
     np.testing.assert_allclose(size, [225.0, 225.0])
-    matrix = codec.crop_affine(center, size, rotation, (64, 64))
-    back = codec.apply_affine(points, codec.invert_affine(matrix))
+    matrix = heatmap.crop_affine(center, size, rotation, (64, 64))
+    back = heatmap.apply_affine(points, heatmap.invert_affine(matrix))
     # Sub-pixel decoding: within 0.1 heatmap px, i.e. 0.1 * 4 * 225 / 64 = 1.4 image px.
-    assert np.abs(back - record.landmarks[:, :2]).max() < 1.4
+    assert np.abs(back - record.keypoints[:, :2]).max() < 1.4
 
 
 def test_decoding_is_sub_pixel_on_exact_gaussians():
     points = np.array([[3.3, 7.8], [10.0, 2.0], [7.61, 11.27]])
-    heatmaps, weights = codec.encode_heatmaps(points, np.ones(3), (16, 16), sigma=1.5)
-    coords, _ = codec.decode_heatmaps(torch.from_numpy(heatmaps)[None])
+    heatmaps, weights = heatmap.encode_heatmaps(points, np.ones(3), (16, 16), sigma=1.5)
+    coords, _ = heatmap.decode_heatmaps(torch.from_numpy(heatmaps)[None], "dark")
     assert weights.tolist() == [1, 1, 1]
     assert np.abs(coords[0].numpy() - points).max() < 0.05
 
 
 def test_flip_pairs_mirror_the_frontal_fixture_face(cofw):
     """On a near-frontal face each flip pair (a, b) has a on the image left of b, at about the same height."""
-    landmarks = cofw.records[0].landmarks[:, :2]
+    landmarks = cofw.records[0].keypoints[:, :2]
     face_height = np.ptp(landmarks[:, 1])
     for a, b in COFW.flip_pairs:
         assert landmarks[a, 0] < landmarks[b, 0], (a, b)
@@ -110,8 +111,8 @@ def test_horizontal_flip_swaps_left_and_right_landmarks(cofw):
             break
     assert flipped is not None, "no flip in 20 epochs at p = 0.5"
     assert torch.allclose(flipped["image"], plain["image"].flip(-1), atol=1e-5)
-    coords, _ = codec.decode_heatmaps(flipped["target"][None])
-    plain_coords, _ = codec.decode_heatmaps(plain["target"][None])
+    coords, _ = heatmap.decode_heatmaps(flipped["target"][None], "dark")
+    plain_coords, _ = heatmap.decode_heatmaps(plain["target"][None], "dark")
     mirrored = plain_coords[0].clone()
     mirrored[:, 0] = 15 - mirrored[:, 0]  # x -> (w - 1) - x on a 16-wide heatmap
     order = flip_order(29, COFW.flip_pairs)
@@ -194,7 +195,7 @@ def test_cofw_task_builds_splits_and_scores_perfect_and_shifted_predictions(cofw
     def predictions(dataset, shift_visible, shift_occluded):
         out = []
         for r in dataset.records:
-            points = r.landmarks.copy()
+            points = r.keypoints.copy()
             points[:, 0] += np.where(r.occluded, shift_occluded, shift_visible)
             out.append({"image_id": r.image_id, "ann_id": r.ann_id, "keypoints": points.reshape(-1).tolist()})
         return out

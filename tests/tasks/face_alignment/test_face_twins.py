@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from harness.occlusion import OcclusionSettings, Patch, PatchLibrary, occluded_twin
-from tasks.face_alignment import codec
+from tasks.common import heatmap
+from tasks.common.heatmap import flip_order
 from tasks.face_alignment.dataset import Augmentation, FaceLandmarks, TwinSource
-from tasks.face_alignment.landmarks import COFW, flip_order
+from tasks.face_alignment.landmarks import COFW
 from tasks.face_alignment.occluded_val import build_occluded_split
 from tasks.face_alignment.occluders import face_patch_library, insightface_mask_images
 
@@ -50,8 +51,8 @@ def test_twin_is_pixel_aligned_and_covered_flags_match_the_patch(flat_face):
         image_dir,
         layout=COFW,
         input_size=(64, 64),
-        augmentation=Augmentation(rotation_prob=1.0, flip=True),
-        twins=TwinSource(disk_library(), settings),
+        augmentation=Augmentation(rotation_prob=1.0, shift_factor=0.05, flip=True),
+        twins=TwinSource(disk_library(), settings, COFW.anchors, COFW.part_anchors),
     )
     record = data.records[0]
     image = cv2.imread(str(image_dir / "face.png"))
@@ -68,7 +69,7 @@ def test_twin_is_pixel_aligned_and_covered_flags_match_the_patch(flat_face):
         rng = np.random.default_rng((0, epoch, 0))
         occluded_twin(
             image,
-            record.landmarks,
+            record.keypoints,
             record.box,
             data.twins.library,
             rng,
@@ -78,8 +79,8 @@ def test_twin_is_pixel_aligned_and_covered_flags_match_the_patch(flat_face):
         )
         flips += data.crop_geometry(0, rng)[3]
         covered = sample["covered"].numpy()
-        coords, _ = codec.decode_heatmaps(sample["target"][None])
-        points = codec.heatmap_to_input(coords[0].numpy(), 4)
+        coords, _ = heatmap.decode_heatmaps(sample["target"][None], "dark")
+        points = heatmap.heatmap_to_input(coords[0].numpy(), 4)
         inside = sample["target_weight"].numpy() > 0
         for k in np.flatnonzero(inside):
             x, y = np.round(points[k]).astype(int)
@@ -103,7 +104,12 @@ def test_occluded_twin_of_the_default_library_covers_landmarks(tmp_path, flat_fa
         ann_file,
         image_dir,
         layout=COFW,
-        twins=TwinSource(library, OcclusionSettings(clean_fraction=0.0, size_range=(0.4, 0.7))),
+        twins=TwinSource(
+            library,
+            OcclusionSettings(clean_fraction=0.0, size_range=(0.4, 0.7)),
+            COFW.anchors,
+            COFW.part_anchors,
+        ),
     )
     covered = []
     for epoch in range(8):

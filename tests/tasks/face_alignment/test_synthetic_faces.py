@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from tasks.common.heatmap import flip_order
 from tasks.face_alignment.dataset import FaceLandmarks
-from tasks.face_alignment.landmarks import COFW, flip_order
+from tasks.face_alignment.landmarks import COFW
 from tasks.face_alignment.synthetic import _template, draw_face_image, ensure_synthetic_faces
 
 
@@ -39,12 +40,12 @@ def test_written_in_cofw_format_and_read_by_the_real_loader(tmp_path):
     assert data["categories"][0]["name"] == "face" and len(data["categories"][0]["keypoints"]) == 29
     faces = FaceLandmarks(ann_file, image_dir, layout=COFW)
     for record in faces.records:
-        assert (record.landmarks[:, 2] == 2).all() and not record.occluded.any()
+        assert (record.keypoints[:, 2] == 2).all() and not record.occluded.any()
         x, y, w, h = record.box
-        inside = (record.landmarks[:, 0] >= x) & (record.landmarks[:, 0] <= x + w)
-        inside &= (record.landmarks[:, 1] >= y) & (record.landmarks[:, 1] <= y + h)
+        inside = (record.keypoints[:, 0] >= x) & (record.keypoints[:, 0] <= x + w)
+        inside &= (record.keypoints[:, 1] >= y) & (record.keypoints[:, 1] <= y + h)
         assert inside.all()  # the COFW-style box holds every landmark
-        assert (record.landmarks[:, :2] >= 0).all() and (record.landmarks[:, :2] < 112).all()
+        assert (record.keypoints[:, :2] >= 0).all() and (record.keypoints[:, :2] < 112).all()
     assert faces[0]["target"].shape == (29, 16, 16)
 
 

@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.errors import DataError
+from harness.io import read_image
 from harness.occlusion import PatchLibrary
 from tasks.pose import benchmark
 from tasks.pose.benchmark import build_coco_split, severity_settings
-from tasks.pose.dataset import CocoKeypoints, MpiiKeypoints, read_image
+from tasks.pose.dataset import CocoKeypoints, MpiiKeypoints
 from tasks.pose.keypoints import COCO_BODY_PARTS
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.errors import DataError
-from tasks.pose import codec
+from tasks.common import heatmap
 from tasks.pose.dataset import Augmentation, CocoKeypoints
 
 
@@ -30,11 +30,11 @@ def test_target_peaks_sit_on_projected_keypoints(coco_fixture):
     dataset = CocoKeypoints(ann_file, image_dir, input_size=(128, 96))
     record = dataset.records[0]
     sample = dataset[0]
-    matrix = codec.crop_affine(
+    matrix = heatmap.crop_affine(
         sample["meta"]["center"].numpy(), sample["meta"]["size"].numpy(), 0.0, (128, 96)
     )
-    expected = codec.input_to_heatmap(codec.apply_affine(record.keypoints[:, :2], matrix), 4)
-    coords, _ = codec.decode_heatmaps(sample["target"][None])
+    expected = heatmap.input_to_heatmap(heatmap.apply_affine(record.keypoints[:, :2], matrix), 4)
+    coords, _ = heatmap.decode_heatmaps(sample["target"][None])
     weights = sample["target_weight"].numpy() > 0
     assert weights.sum() == (record.keypoints[:, 2] > 0).sum()
     np.testing.assert_array_less(np.abs(coords[0].numpy() - expected)[weights], 0.51)

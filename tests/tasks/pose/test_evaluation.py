@@ -81,7 +81,7 @@ def test_flip_test_of_a_mirror_consistent_oracle_keeps_the_pose(task_and_val):
     task, val = task_and_val
     samples = [val[i] for i in range(len(val))]
     batch = torch.utils.data.default_collate(samples)
-    from tasks.pose.codec import flip_heatmaps
+    from tasks.common.heatmap import flip_heatmaps
     from tasks.pose.keypoints import COCO_FLIP_PAIRS
 
     def oracle(images):

@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import torch
 
+from harness.io import read_image
 from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
-from tasks.pose import codec
-from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource, read_image
+from tasks.common import heatmap
+from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource
 from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_OCCLUSION_ANCHORS
 from tasks.pose.occluded_val import build_occluded_split
 
@@ -41,7 +42,7 @@ def test_twin_differs_from_clean_crop_only_where_patches_landed(coco_fixture):
         meta = sample["meta"]
         flip = None
         for candidate in (False, True):  # the sample may have been flipped; find the matching warp
-            m = codec.crop_affine(
+            m = heatmap.crop_affine(
                 meta["center"].numpy(),
                 meta["size"].numpy(),
                 float(meta["rotation"]),
