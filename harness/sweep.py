@@ -31,7 +31,6 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness import distributed
 from harness.callbacks import Callback
 from harness.config import load_config, read_yaml, validate
 from harness.errors import ConfigError
@@ -136,12 +135,13 @@ def run_trial(config: dict[str, Any]) -> None:
     """The Tune trainable: one ordinary run, its final metrics reported as the last result."""
     from ray import tune
 
+    from harness.ray_train import ray_train_trial
     from harness.run import run_experiment
 
     cfg = load_config(Path(config["base"]), config["overrides"])
     workers = trial_workers(cfg, config.get("workers", 1))
     if workers > 1:
-        return distributed.ray_train_trial(config, workers, final_metrics)
+        return ray_train_trial(config, workers, final_metrics)
     tune.report(final_metrics(run_experiment(cfg, callbacks=[TuneReport()])))
 
 
@@ -219,6 +219,8 @@ def run_sweep(
     storage_path = (
         str(Path(storage or spec.storage).resolve()) if "://" not in (storage or spec.storage) else storage
     )
+    from harness.ray_train import trial_resources
+
     prepare_shared_inputs(base, trials)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -226,7 +228,7 @@ def run_sweep(
     workers = {tuple(o): trial_workers(load_config(base, o), default_workers) for o in trials}
     trainable = tune.with_resources(
         run_trial,
-        lambda config: distributed.trial_resources(workers[tuple(config["overrides"])], cpus, gpus),
+        lambda config: trial_resources(workers[tuple(config["overrides"])], cpus, gpus),
     )
     experiment = os.path.join(storage_path, spec.name)
     if resume:

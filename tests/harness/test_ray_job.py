@@ -144,7 +144,7 @@ def test_ray_job_submit_runs_a_sweep_with_a_two_worker_trial_on_a_token_cluster(
 
 def test_each_trial_gets_its_workers_and_multi_worker_trials_reserve_only_their_driver(tmp_path):
     from harness.config import load_config
-    from harness.distributed import DRIVER_CPUS, trial_resources
+    from harness.ray_train import DRIVER_CPUS, trial_resources
     from harness.sweep import expand, load_sweep, trial_workers
 
     path = tmp_path / "sweep.yaml"
