@@ -34,10 +34,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from harness.backbones import create_backbone
+from harness.config import CONFIG_ROOT, load_config
+from harness.factory import build_task, model_builder
 from harness.io import atomic_write_json
-from harness.model import TaskModel
-from harness.registry import METHODS, TASKS
+from harness.registry import METHODS
 from harness.trainer import Trainer
 
 
@@ -71,9 +71,15 @@ def ratio(times: dict[str, list[float]], top: str, bottom: str) -> tuple[float, 
     return statistics.median(ratios), max(ratios) - min(ratios)
 
 
+def pose_config(size: tuple[int, int], backbone: str = "hrnet_w32"):
+    size_key = f"data.input_size=[{size[0]},{size[1]}]"
+    return load_config(
+        CONFIG_ROOT / "pose/default.yaml", [size_key, f"model.backbone={backbone}", "model.pretrained=null"]
+    )
+
+
 def pose_task(size: tuple[int, int]):
-    cls = TASKS.get("pose")
-    return cls(cls.Settings(input_size=size))
+    return build_task(pose_config(size))
 
 
 def batch_for(size: tuple[int, int], n: int) -> dict:
@@ -90,11 +96,7 @@ def batch_for(size: tuple[int, int], n: int) -> dict:
 def harness_step(method_name: str, size, n: int, backbone: str = "hrnet_w32") -> Callable[[], object]:
     """One optimizer step through the harness's own Trainer._step (data already in memory)."""
     task = pose_task(size)
-
-    def build():
-        b = create_backbone(backbone, input_size=size)
-        return TaskModel(b, task.head(b.out_channels, b.out_stride))
-
+    build = model_builder(pose_config(size, backbone), task)
     torch.manual_seed(0)
     method = METHODS.get(method_name)(build, task.loss)
     optimizers = {k: torch.optim.Adam(p, lr=1e-3) for k, p in method.optimizer_groups().items()}

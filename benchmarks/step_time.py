@@ -23,12 +23,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from harness.backbones import create_backbone
 from harness.backbones_mmpose import ARCHS as MMPOSE_ARCHS
+from harness.config import CONFIG_ROOT, load_config
+from harness.factory import build_task, model_builder
 from harness.io import atomic_torch_save, atomic_write_json
 from harness.mmpose_imports import extra_status
-from harness.model import TaskModel
-from harness.registry import METHODS, TASKS
+from harness.registry import METHODS
 
 DEFAULT_BACKBONES = "hrnet_w18_small,hrnet_w32,resnet50,vit_tiny_patch16_224,mobilenetv3_large_100"
 METHOD_NAMES = ("clean", "occ_aug", "distill", "dslope")
@@ -72,8 +72,8 @@ def main() -> None:
         if missing is not None:
             print(f"no mmpose:* rows: {missing} (make setup-mmpose)")
     height, width = (int(v) for v in args.size.split("x"))
-    task_cls = TASKS.get("pose")
-    task = task_cls(task_cls.Settings(input_size=(height, width)))
+    base = [f"data.input_size=[{height},{width}]", "model.pretrained=null"]
+    task = build_task(load_config(CONFIG_ROOT / "pose/default.yaml", base))
     g = torch.Generator().manual_seed(0)
     batch = {
         "image": torch.randn(args.batch, 3, height, width, generator=g),
@@ -86,10 +86,9 @@ def main() -> None:
         table.add_column(column, justify="right")
     rows = []
     for backbone_name in args.backbones.split(","):
-
-        def build(name=backbone_name):
-            backbone = create_backbone(name, input_size=task.input_size)
-            return TaskModel(backbone, task.head(backbone.out_channels, backbone.out_stride))
+        build = model_builder(
+            load_config(CONFIG_ROOT / "pose/default.yaml", [*base, f"model.backbone={backbone_name}"]), task
+        )
 
         with tempfile.TemporaryDirectory() as tmp:
             teacher = METHODS.get("clean")(build, task.loss)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,9 @@ from harness.evaluation import evaluate_split
 from harness.io import atomic_write_text, ensure_writable
 from harness.precision import Precision
 from harness.predictions import save_predictions
-from harness.registry import METHODS
-from harness.results import ResultRecord, git_commit, package_versions, write_record
-from harness.roles import split_role
+from harness.results import ResultRecord, write_record
+from harness.run_records import task_record
+from harness.run_setup import now
 from harness.trained_run import load_trained, run_config
 
 EVALUATIONS_DIR = "evaluations"
@@ -52,10 +51,6 @@ class EvalOutcome:
     eval_id: str
     folder: Path  # <run dir>/evaluations/<eval id>
     records: list[ResultRecord]
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def eval_config(source: RunConfig, config_file: Path | None, overrides: list[str]) -> RunConfig:
@@ -156,8 +151,8 @@ def evaluate_run(
         json.dumps([cfg.hash(), severities, network, trained.checkpoint_sha256]).encode()
     ).hexdigest()[:10]
     folder = run_dir / EVALUATIONS_DIR / eval_id
-    started_at = _now()
-    from harness.run import default_workers, occlusion_plan
+    started_at = now()
+    from harness.run_setup import default_workers, occlusion_plan
 
     workers = cfg.train.num_workers if cfg.train.num_workers is not None else default_workers()
     scored: list[tuple[RunConfig, str, Any, dict, list, dict]] = []
@@ -182,32 +177,22 @@ def evaluate_run(
     records = []
     for level_cfg, split, dataset, metrics, predictions, provenance in scored:
         level = level_cfg.occlusion.val_severity if split == task.occluded_split else None
-        names = [m.name for m in task.metrics]
-        record = ResultRecord(
-            run_id=f"{run_dir.name}.eval-{eval_id}",
-            task=cfg.task,
-            method=cfg.method,
-            backbone=cfg.model.backbone,
-            dataset=task.dataset_name,
+        record = task_record(
+            cfg,
+            task,
             split=split,
             network=network,
+            run_id=f"{run_dir.name}.eval-{eval_id}",
             status="ok",
             metrics=metrics,
-            higher_is_better={n: task.metric(n).higher_is_better for n in names},
-            primary_metric=task.primary_metric,
-            seed=cfg.seed,
             config=level_cfg.to_dict(),
             config_hash=level_cfg.hash(),
             data=provenance,
             training={k: trained.state.get(k) for k in ("step", "epoch", "images", "train_seconds")},
-            versions=package_versions(),
-            commit=git_commit(),
             started_at=started_at,
-            ended_at=_now(),
+            ended_at=now(),
             severity=level,
             evaluated=network == trained.evaluated,
-            split_role=split_role(split, task.clean_split, task.occluded_split),
-            method_role=METHODS.get(cfg.method).role,
             evaluation={
                 "source_run_id": run_dir.name,
                 "source_run_dir": str(run_dir),

@@ -14,13 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.backbones import create_backbone
-from harness.config import load_config
-from harness.errors import CheckpointError, ConfigError
-from harness.io import safe_torch_load
-from harness.model import TaskModel
-from harness.registry import METHODS, TASKS
-from harness.run_files import CHECKPOINT_NAME
+from harness.trained_run import load_trained, run_config
 
 
 @dataclass
@@ -51,28 +45,9 @@ def export_onnx(run_dir: Path, out: Path, *, opset: int = 17) -> ExportSummary:
     """
     import onnxruntime
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"export: {run_dir} is not a run dir (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
-    task_cls = TASKS.get(cfg.task)
-    task = task_cls(task_cls.Settings(**cfg.data))
-    method_cls = METHODS.get(cfg.method)
-
-    def build_model() -> TaskModel:
-        backbone = create_backbone(cfg.model.backbone, None, input_size=task.input_size)
-        return TaskModel(backbone, task.head(backbone.out_channels, backbone.out_stride))
-
-    method = method_cls(build_model, task.loss, method_cls.Settings(**cfg.method_args.get(cfg.method, {})))
-    state = safe_torch_load(run_dir / CHECKPOINT_NAME, "export checkpoint")
-    try:
-        method.load_state_dict(state["method"])
-    except (KeyError, TypeError, RuntimeError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{run_dir / CHECKPOINT_NAME} does not fit the run's config: {message}"
-        ) from None
-    network = method.networks()[method.evaluated].eval()
+    trained = load_trained(Path(run_dir), run_config(run_dir, "export"), "export")
+    network = trained.networks[trained.evaluated]
+    task = trained.task
     module, example = task.deployable(network)
     module.eval()
     out = Path(out)
@@ -88,6 +63,6 @@ def export_onnx(run_dir: Path, out: Path, *, opset: int = 17) -> ExportSummary:
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: probe.numpy()})[0]
     return ExportSummary(
-        out, method.evaluated, tuple(example.shape), tuple(expected.shape[1:]),
+        out, trained.evaluated, tuple(example.shape), tuple(expected.shape[1:]),
         float(np.abs(got - expected).max()),
     )  # fmt: skip

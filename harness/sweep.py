@@ -102,8 +102,9 @@ def prepare_shared_inputs(base: Path, trials: list[list[str]]) -> None:
     once, before trials race for it."""
     import torch
 
-    from harness.registry import METHODS, TASKS
-    from harness.run import occlusion_plan, pretrained_backbone
+    from harness.factory import build_task
+    from harness.registry import METHODS
+    from harness.run_setup import occlusion_plan, pretrained_backbone
 
     seen = set()
     for overrides in trials:
@@ -116,7 +117,7 @@ def prepare_shared_inputs(base: Path, trials: list[list[str]]) -> None:
         if key in seen:
             continue
         seen.add(key)
-        task = TASKS.get(cfg.task)(TASKS.get(cfg.task).Settings(**cfg.data))
+        task = build_task(cfg)
         task.datasets(seed=cfg.seed, occlusion=occlusion_plan(cfg, METHODS.get(cfg.method).needs_twin))
         cpu = torch.device("cpu") if cfg.device == "cpu" else torch.device(cfg.device)
         pretrained_backbone(cfg, task, cpu, None)

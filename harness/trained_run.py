@@ -12,14 +12,12 @@ from typing import Any
 
 from torch import nn
 
-from harness.backbones import create_backbone
 from harness.cache import file_digest
 from harness.config import RunConfig, load_config
 from harness.errors import CheckpointError, ConfigError
+from harness.factory import build_method, build_task
 from harness.io import safe_torch_load
-from harness.model import TaskModel
-from harness.registry import METHODS, TASKS
-from harness.run_files import CHECKPOINT_NAME
+from harness.run_files import CHECKPOINT_NAME, state_mismatch
 from harness.task import Task
 
 
@@ -83,24 +81,14 @@ def load_trained(run_dir: Path, cfg: RunConfig, what: str) -> TrainedRun:
                 f"{what}: {path} was trained with {key} '{value}', but {run_dir / 'config.yaml'} says "
                 f"'{wanted[key]}'"
             )
-    task_cls = TASKS.get(cfg.task)
-    task = task_cls(task_cls.Settings(**cfg.data))
-    method_cls = METHODS.get(cfg.method)
-
-    def build_model() -> TaskModel:
-        backbone = create_backbone(cfg.model.backbone, None, input_size=task.input_size)
-        return TaskModel(backbone, task.head(backbone.out_channels, backbone.out_stride))
-
-    method = method_cls(build_model, task.loss, method_cls.Settings(**cfg.method_args.get(cfg.method, {})))
-    own, saved = method.state_dict(), state["method"]
-    mis_sized = [k for k, v in saved.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    missing, unexpected = own.keys() - saved.keys(), saved.keys() - own.keys()
-    if missing or unexpected or mis_sized:
+    task = build_task(cfg)
+    method = build_method(cfg, task)
+    mismatch = state_mismatch(method.state_dict(), state["method"])
+    if mismatch:
         raise CheckpointError(
-            f"{what}: {path} does not fit the run's model ({len(missing)} missing, {len(unexpected)} "
-            f"unexpected, {len(mis_sized)} mis-sized tensors): written for another task or backbone?"
+            f"{what}: {path} does not fit the run's model {mismatch}: written for another task or backbone?"
         )
-    method.load_state_dict(saved)
+    method.load_state_dict(state["method"])
     networks = {name: module.eval() for name, module in method.networks().items()}
     return TrainedRun(
         run_dir,

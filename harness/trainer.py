@@ -29,6 +29,7 @@ from harness.errors import CheckpointError, RunInterrupted, TrainingError
 from harness.io import atomic_torch_save, safe_torch_load
 from harness.methods.base import Method
 from harness.precision import Precision
+from harness.run_files import state_mismatch
 
 
 @dataclass
@@ -316,15 +317,12 @@ class Trainer:
                     f"checkpoint {path} was trained with {key} '{value}', but the run's config says "
                     f"'{self.tags[key]}'"
                 )
-        own, saved = self.method.state_dict(), ckpt["method"]
-        mis_sized = [k for k, v in saved.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-        missing, unexpected = own.keys() - saved.keys(), saved.keys() - own.keys()
-        if missing or unexpected or mis_sized:
+        mismatch = state_mismatch(self.method.state_dict(), ckpt["method"])
+        if mismatch:
             raise CheckpointError(
-                f"checkpoint {path} does not fit this model ({len(missing)} missing, {len(unexpected)} "
-                f"unexpected, {len(mis_sized)} mis-sized tensors): was it written for another backbone?"
+                f"checkpoint {path} does not fit this model {mismatch}: was it written for another backbone?"
             )
-        self.method.load_state_dict(saved)
+        self.method.load_state_dict(ckpt["method"])
         for key, optimizer in self.optimizers.items():
             optimizer.load_state_dict(ckpt["optimizers"][key])
         for key, scheduler in self.schedulers.items():

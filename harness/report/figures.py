@@ -138,9 +138,15 @@ def figure_qualitative(records: list[dict[str, Any]], out: Path, notes: list[str
         if not rows:
             notes.append(f"figure qualitative {task}/{dataset}/{backbone}: sample images missing, skipped")
             continue
-        skeleton = (baseline.get("data") or {}).get("skeleton") or []
+        drawer = _task_drawer(baseline)
+        if drawer is None:
+            notes.append(
+                f"figure qualitative {task}/{dataset}/{backbone}: the task cannot be built from the record's "
+                "config, drawn with the record's skeleton"
+            )
+            drawer = _skeleton_drawer((baseline.get("data") or {}).get("skeleton") or [])
         written += _draw_grid(
-            rows, skeleton, baseline, dslope, out / f"qualitative_{task}_{dataset}_{backbone}"
+            rows, drawer, baseline, dslope, out / f"qualitative_{task}_{dataset}_{backbone}"
         )
     if not written and not any("figure qualitative" in n for n in notes):
         notes.append(
@@ -149,24 +155,65 @@ def figure_qualitative(records: list[dict[str, Any]], out: Path, notes: list[str
     return written
 
 
-def _draw_grid(rows, skeleton, baseline, dslope, stem: Path) -> list[Path]:
-    from matplotlib.image import imread
+def _task_drawer(record: dict[str, Any]):
+    """The record's task drawing a sample (`Task.draw_prediction`), built from the record's own config;
+    None when this harness cannot build it (an unknown task, or settings of an older version)."""
+    from pydantic import ValidationError
+
+    from harness.errors import HarnessError
+    from harness.registry import TASKS
+
+    try:
+        task_cls = TASKS.get(str(record.get("task")))
+        task = task_cls(task_cls.Settings(**((record.get("config") or {}).get("data") or {})))
+    except (HarnessError, ValidationError, TypeError):
+        return None
+
+    def draw(image, keypoints: list[float], box: list[float], ground_truth: bool):
+        prediction = {"keypoints": keypoints, "box": box, "ground_truth": ground_truth}
+        return task.draw_prediction(image.copy(), prediction)
+
+    return draw
+
+
+def _skeleton_drawer(skeleton: list[list[int]]):
+    """Limbs and joints in one colour, for records whose task cannot be built here."""
+    import cv2
+
+    def draw(image, keypoints: list[float], box: list[float], ground_truth: bool):
+        image = image.copy()
+        joints = [keypoints[i : i + 3] for i in range(0, len(keypoints) - 2, 3)]
+        shown = [not ground_truth or v > 0 for _, _, v in joints]
+        point = [(int(round(x)), int(round(y))) for x, y, _ in joints]
+        for a, b in skeleton:
+            if a < len(joints) and b < len(joints) and shown[a] and shown[b]:
+                cv2.line(image, point[a], point[b], (0, 200, 0), 1, cv2.LINE_AA)
+        for p, visible in zip(point, shown, strict=True):
+            if visible:
+                cv2.circle(image, p, 2, (0, 0, 255), -1, cv2.LINE_AA)
+        return image
+
+    return draw
+
+
+def _draw_grid(rows, drawer, baseline, dslope, stem: Path) -> list[Path]:
+    """Rows of occluded val samples; columns ground truth | reference | method, each drawn by `drawer`."""
+    from harness.io import read_image
 
     titles = [
         "ground truth",
         f"{baseline.get('method')}\n{baseline['run_id']}",
         f"{dslope.get('method')} {dslope.get('network')}\n{dslope['run_id']}",
     ]
-    colours = ["tab:green", "tab:orange", "tab:blue"]
     fig = _new_figure(6.0, 2.2 * len(rows))
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for i, (ours, theirs) in enumerate(rows):
-        image = imread(ours["image"])
+        image = read_image(Path(ours["image"]))
         x0, y0, x1, y1 = _crop(ours["box"], image.shape[1], image.shape[0])
         for j, keypoints in enumerate((ours["ground_truth"], ours["prediction"], theirs["prediction"])):
+            drawn = drawer(image, keypoints, ours["box"], ground_truth=j == 0)
             ax = axes[i][j]
-            ax.imshow(image[y0:y1, x0:x1], extent=(x0, x1, y1, y0), cmap="gray")
-            _draw_skeleton(ax, keypoints, skeleton, colours[j], ground_truth=j == 0)
+            ax.imshow(drawn[y0:y1, x0:x1, ::-1], extent=(x0, x1, y1, y0))
             ax.set_xlim(x0, x1)
             ax.set_ylim(y1, y0)
             ax.set_xticks([])
@@ -184,18 +231,6 @@ def _crop(box: list[float], width: int, height: int, scale: float = 1.25) -> tup
     x0, y0 = max(0, int(math.floor(cx - half_w))), max(0, int(math.floor(cy - half_h)))
     x1, y1 = min(width, int(math.ceil(cx + half_w))), min(height, int(math.ceil(cy + half_h)))
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
-
-
-def _draw_skeleton(ax, flat: list[float], skeleton: list[list[int]], colour: str, ground_truth: bool) -> None:
-    """Joints and limbs from a flat [x, y, v|score] * K list; ground truth shows labelled joints (v > 0)."""
-    joints = [flat[i : i + 3] for i in range(0, len(flat) - 2, 3)]
-    shown = [not ground_truth or v > 0 for _, _, v in joints]
-    for a, b in skeleton:
-        if a < len(joints) and b < len(joints) and shown[a] and shown[b]:
-            ax.plot([joints[a][0], joints[b][0]], [joints[a][1], joints[b][1]], color=colour, linewidth=1)
-    xs = [x for (x, _, _), s in zip(joints, shown, strict=True) if s]
-    ys = [y for (_, y, _), s in zip(joints, shown, strict=True) if s]
-    ax.scatter(xs, ys, s=4, color=colour, zorder=3)
 
 
 def write_figures(

@@ -92,12 +92,18 @@ def inference_dataset(
 
 
 def draw_landmarks(image: np.ndarray, prediction: dict[str, Any], layout: Layout) -> np.ndarray:
-    """The layout's skeleton and every landmark of one prediction, drawn in place."""
-    points = np.asarray(prediction["keypoints"], float).reshape(-1, 3)[:, :2]
+    """The layout's skeleton and every landmark of one prediction, drawn in place. With
+    `prediction["ground_truth"]` the list is an annotation ([x, y, v] * K): unlabelled points (v = 0) are left
+    out."""
+    values = np.asarray(prediction["keypoints"], float).reshape(-1, 3)
+    points = values[:, :2]
+    shown = values[:, 2] > 0 if prediction.get("ground_truth") else np.ones(len(values), bool)
     scale = max(1, round(max(image.shape[:2]) / 300))
     for a, b in layout.skeleton:
+        if not (shown[a] and shown[b]):
+            continue
         pa, pb = points[a].round().astype(int), points[b].round().astype(int)
         cv2.line(image, (int(pa[0]), int(pa[1])), (int(pb[0]), int(pb[1])), (0, 200, 0), scale, cv2.LINE_AA)
-    for x, y in points:
+    for x, y in points[shown]:
         cv2.circle(image, (int(round(x)), int(round(y))), scale + 1, (0, 0, 255), -1, cv2.LINE_AA)
     return image

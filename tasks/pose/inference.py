@@ -50,18 +50,25 @@ def inference_dataset(
 
 
 def draw_pose(image: np.ndarray, prediction: dict[str, Any], spec: KeypointSpec) -> np.ndarray:
-    """Limbs and joints of one prediction ([x, y, score] * K) and its box, drawn in place."""
+    """Limbs and joints of one prediction ([x, y, score] * K) and its box, drawn in place. With
+    `prediction["ground_truth"]` the list is an annotation ([x, y, v] * K) and unlabelled joints (v = 0) are
+    left out."""
     joints = np.asarray(prediction["keypoints"], float).reshape(-1, 3)
+    shown = joints[:, 2] > 0 if prediction.get("ground_truth") else np.ones(len(joints), bool)
     scale = max(1, round(max(image.shape[:2]) / 300))
     x, y, w, h = (int(round(v)) for v in prediction.get("box", [0, 0, 0, 0]))
     if w > 0 and h > 0:
         cv2.rectangle(image, (x, y), (x + w, y + h), (200, 200, 200), scale)
     names = spec.keypoints
     for a, b in spec.skeleton:
+        if not (shown[a] and shown[b]):
+            continue
         colour = _colour(names[a]) if _colour(names[a]) == _colour(names[b]) else _MIDDLE
         pa, pb = joints[a, :2].round().astype(int), joints[b, :2].round().astype(int)
         cv2.line(image, tuple(int(v) for v in pa), tuple(int(v) for v in pb), colour, scale, cv2.LINE_AA)
-    for name, (px, py, _) in zip(names, joints, strict=True):
+    for name, (px, py, _), visible in zip(names, joints, shown, strict=True):
+        if not visible:
+            continue
         cv2.circle(image, (int(round(px)), int(round(py))), 2 * scale, _colour(name), -1, cv2.LINE_AA)
     return image
 

@@ -98,7 +98,8 @@ def test_sharded_evaluation_equals_single_process_evaluation(ranks):
     network in one process gives exactly the same metrics."""
     from harness.evaluation import evaluate_split
     from harness.registry import METHODS, TASKS
-    from harness.run import occlusion_plan, run_experiment  # noqa: F401  (registers everything)
+    from harness.run import run_experiment  # noqa: F401  (registers everything)
+    from harness.run_setup import occlusion_plan
 
     out, (r0, _) = ranks
     run_dir = Path(r0["a"]["run_dir"])

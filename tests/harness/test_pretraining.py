@@ -130,7 +130,7 @@ def test_run_seed_does_not_change_the_benchmark_but_data_seed_does(tmp_path):
 def test_a_heavier_backbone_than_the_budget_was_sized_for_is_named(tmp_path):
     from io import StringIO
 
-    from harness.run import warn_step_budget
+    from harness.run_setup import warn_step_budget
 
     out = StringIO()
     cfg = load_config(CONFIG_ROOT / "pose/default.yaml", ["model.backbone=hrnet_w18"])

@@ -279,7 +279,9 @@ def _add_showcase(results: Path, tmp_path: Path) -> None:
 
     image = tmp_path / "person.png"
     matplotlib.image.imsave(image, np.linspace(0, 1, 40 * 30 * 3).reshape(40, 30, 3))
-    truth = [5.0, 5.0, 2.0, 10.0, 12.0, 2.0, 15.0, 20.0, 0.0]
+    truth = [
+        v for k in range(17) for v in (5.0 + k % 4 * 4, 4.0 + k * 1.5, 2.0 if k < 16 else 0.0)
+    ]  # COCO-17
 
     def sample(ann_id: int, shift: float) -> dict:
         prediction = [v + shift if i % 3 != 2 else 0.9 for i, v in enumerate(truth)]
@@ -302,9 +304,21 @@ def _add_showcase(results: Path, tmp_path: Path) -> None:
         path.write_text(json.dumps(record))
 
 
-def test_qualitative_grid_from_saved_samples(results, tmp_path):
+def test_qualitative_grid_from_saved_samples(results, tmp_path, monkeypatch):
+    """The grid is drawn by the records' task (`Task.draw_prediction`): ground truth, reference, method."""
+    from tasks.pose.task import PoseTask
+
+    drawn = []
+    original = PoseTask.draw_prediction
+
+    def spy(self, image, prediction):
+        drawn.append((prediction["ground_truth"], prediction["keypoints"][2::3][-1]))
+        return original(self, image, prediction)
+
+    monkeypatch.setattr(PoseTask, "draw_prediction", spy)
     _add_showcase(results, tmp_path)
     summary = generate_report(results, formats=["md"])
+    assert drawn == [(True, 0.0), (False, 0.9), (False, 0.9)]  # one row (ann 2): GT with an unlabelled joint
     stem = results / "figures" / "qualitative_pose_synthetic_hrnet_w32"
     assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert stem.with_suffix(".pdf").read_bytes()[:4] == b"%PDF"

@@ -138,3 +138,21 @@ def test_no_task_imports_another_task():
                 ]
     assert {"pose", "face_alignment", "face_recognition"} <= set(names)
     assert offenders == []
+
+
+def test_tasks_draw_ground_truth_without_its_unlabelled_points():
+    """`Task.draw_prediction` (harness predict, the report's qualitative grid): an annotation's v = 0 points
+    are not drawn; a prediction's points all are."""
+    from tasks.face_alignment.landmarks import COFW
+    from tasks.face_alignment.outputs import draw_landmarks
+    from tasks.pose.inference import draw_pose
+    from tasks.pose.keypoints import COCO_LAYOUT
+
+    for draw, layout, count in ((draw_pose, COCO_LAYOUT, 17), (draw_landmarks, COFW, 29)):
+        points = [[10.0 + 7 * (k % 6), 10.0 + 7 * (k // 6), 2.0] for k in range(count)]
+        points[0] = [150.0, 150.0, 0.0]  # far from the others: only its own marker can reach it
+        flat = [v for p in points for v in p]
+        gt = draw(np.zeros((200, 200, 3), np.uint8), {"keypoints": flat, "ground_truth": True}, layout)
+        pred = draw(np.zeros((200, 200, 3), np.uint8), {"keypoints": flat}, layout)
+        assert gt[150, 150].sum() == 0 and pred[150, 150].sum() > 0
+        assert gt[10, 10 + 7].sum() > 0  # a labelled point is drawn

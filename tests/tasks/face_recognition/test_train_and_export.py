@@ -10,7 +10,8 @@ from harness.cli import app
 from harness.config import load_config
 from harness.methods.dslope import DSlope
 from harness.model import TaskModel
-from harness.run import occlusion_plan, run_experiment
+from harness.run import run_experiment
+from harness.run_setup import occlusion_plan
 from tasks.face_recognition.data import to_input
 from tasks.face_recognition.task import FaceRecognitionSettings, FaceRecognitionTask
 
