@@ -145,14 +145,15 @@ def twin_pipeline(cache: Path, count: int) -> tuple[Callable[[], object], dict[s
     import cv2
 
     from harness.io import read_image
-    from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
+    from harness.occlusion import OcclusionSettings, occluded_twin
     from tasks.common import heatmap
     from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource
     from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_OCCLUSION_ANCHORS
+    from tasks.pose.patches import cut_body_part_patches
     from tasks.pose.synthetic import ensure_synthetic_coco
 
     ann, images = ensure_synthetic_coco(cache, split="bench", num_images=200, seed=0)
-    library = PatchLibrary.from_coco(ann, images, parts=COCO_BODY_PARTS, max_patches=300)
+    library = cut_body_part_patches(ann, images, parts=COCO_BODY_PARTS, max_patches=300)
     settings = OcclusionSettings(clean_fraction=0.0)
     twins = TwinSource(library, settings, COCO_OCCLUSION_ANCHORS)
     dataset = CocoKeypoints(ann, images, input_size=(256, 192), augmentation=Augmentation(), twins=twins)

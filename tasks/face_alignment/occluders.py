@@ -8,6 +8,9 @@ mask_*.jpg`, read from the installed package) into a mask outline with ear loops
 Every patch is an (h, w, 4) BGRA array whose alpha is 0 or 255, colour zeroed where alpha is 0, so the
 library hashes, saves and pastes exactly like pose's body-part library. A library is a pure function of
 (max_patches, seed) and the mask images.
+
+One module on purpose (~430 lines): each occluder kind is a short drawing function; together they are the
+one patch library face alignment pastes.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ drawn from those landmarks (sub-pixel, with cv2's `shift`), so every landmark si
 brows through their four points, eyes through corners and lids with the iris on the pupil, nostrils on the
 wings, lips through corners and lip points. Skin tone, hair style and colour, iris colour, lighting direction,
 brightness, tint, blur and noise vary, over a cluttered background.
+
+One module on purpose (~480 lines): the landmark template, the drawing of each feature from its landmarks
+and the json writer share one geometry; splitting them would scatter one generator over files.
 """
 
 from __future__ import annotations

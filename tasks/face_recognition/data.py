@@ -9,6 +9,8 @@ Formats read (each error is one line naming the file and what was wrong):
   `name n1 n2` and mismatched lines `name1 n1 name2 n2`, over `root/<name>/<name>_<n:04d>.jpg`.
 - insightface `.bin`: a pickle of (list of encoded images, list of is-same flags), image 2i paired with
   2i+1. It is read with a restricted unpickler that only builds bytes, numpy arrays and plain containers.
+
+One module on purpose (~410 lines): the readers of the three layouts share one image and pair model.
 """
 
 from __future__ import annotations

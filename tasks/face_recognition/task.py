@@ -1,6 +1,9 @@
 """Face recognition as a task: identity folders, insightface label lists or RecordIO (or embedded synthetic
 identities), ArcFace/CosFace margin head (optionally Partial FC), LFW-style 10-fold verification on clean
-pairs and on a frozen masked pair split (one pair per .bin of a verification suite), IJB-B/C 1:1."""
+pairs and on a frozen masked pair split (one pair per .bin of a verification suite), IJB-B/C 1:1.
+
+One module on purpose (~440 lines): the task contract over four training layouts and three verification
+formats; each format's reading lives in data.py / recordio.py / ijb.py, what is left is the wiring."""
 
 from __future__ import annotations
 

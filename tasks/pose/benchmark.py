@@ -15,6 +15,9 @@ image they list exists.
 
 Example:
     harness benchmark build c-coco --coco-root ~/data/coco --split val2017 --seed 0 --out ~/data/c-coco
+
+One module on purpose (~430 lines): the C-COCO / C-MPII builder, its severity ladder and its resumable,
+verified output are one job (`harness benchmark build`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from harness.io import atomic_write, atomic_write_json, read_image
 from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
 from harness.registry import BENCHMARKS
 from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_LAYOUT, MPII_LAYOUT
+from tasks.pose.patches import cut_body_part_patches
 
 # Severity ladder: 0 = no patch (the clean split re-encoded), then more and larger patches per person.
 SEVERITY_LEVELS: dict[int, tuple[tuple[int, int], tuple[float, float]]] = {
@@ -360,7 +364,7 @@ def _library(
         )
     if not Path(ann).is_file():
         raise DataError(f"--patch-ann: person keypoints json not found: {ann}")
-    library = PatchLibrary.from_coco(
+    library = cut_body_part_patches(
         Path(ann), Path(images), parts=COCO_BODY_PARTS, max_patches=settings.max_patches, seed=settings.seed
     )
     if len(library) == 0:

@@ -16,6 +16,9 @@ with its far-side limbs darker and drawn behind the torso and its face shifted t
 Keypoints are exactly the drawn joint centres (drawing is sub-pixel, with cv2's ``shift``). Visibility:
 2 = drawn and visible, 1 = inside the image but covered by a person drawn later, 0 = outside the image (or,
 for a back-facing figure, the eyes and nose, which cannot be seen).
+
+One module on purpose (~550 lines): the figure model, its drawing and the COCO writer share the joint
+geometry and read best in one place; nothing else imports its internals.
 """
 
 from __future__ import annotations

@@ -7,19 +7,17 @@ engine learns both from this task only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from harness.cache import file_digest, images_digest
 from harness.errors import ConfigError, DataError
 from harness.occlusion import PatchLibrary
 from harness.registry import TASKS
-from harness.task import Metric, OcclusionPlan, Task
-from tasks.common.heatmap import Decoder
+from harness.task import OcclusionPlan, Task
 from tasks.common.heatmap_model import HeatmapHead, joints_mse, keypoint_rows, predict_keypoints, showcase
 from tasks.pose.benchmark import SEVERITY_LEVELS, severity_settings
 from tasks.pose.dataset import (
@@ -30,114 +28,20 @@ from tasks.pose.dataset import (
     TopDownKeypoints,
     TwinSource,
 )
-from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_LAYOUT, CROWDPOSE_LAYOUT, MPII_LAYOUT, KeypointSpec
+from tasks.pose.keypoints import COCO_BODY_PARTS
 from tasks.pose.occluded_val import build_occluded_split
-from tasks.pose.pckh import JOINT_GROUPS, load_head_boxes
-
-Format = Literal["coco", "mpii", "crowdpose", "ochuman"]
-
-# Where each format keeps a split's annotations and images, relative to its root (the official layouts).
-LAYOUTS: dict[str, tuple[str, str]] = {
-    "coco": ("annotations/person_keypoints_{split}.json", "{split}"),
-    "mpii": ("annot/{split}.json", "images"),
-    "crowdpose": ("json/crowdpose_{split}.json", "images"),
-    "ochuman": ("ochuman_coco_format_{split}_range_0.00_1.00.json", "images"),
-}
-DEFAULT_SPLITS = {
-    "coco": ("train2017", "val2017"),
-    "mpii": ("train", "valid"),
-    "crowdpose": ("trainval", "test"),
-    "ochuman": (None, "val"),  # OCHuman has no training set: train on COCO, evaluate with extra_val
-}
-SPECS: dict[str, KeypointSpec] = {
-    "synthetic": COCO_LAYOUT,
-    "coco": COCO_LAYOUT,
-    "ochuman": COCO_LAYOUT,
-    "crowdpose": CROWDPOSE_LAYOUT,
-    "mpii": MPII_LAYOUT,
-}
-
-OKS_METRICS = tuple(
-    Metric(n)
-    for n in (
-        "AP",
-        "AP50",
-        "AP75",
-        "APM",
-        "APL",
-        "AR",
-        "AP_visible",
-        "AP_occluded",
-        "kOKS_visible",
-        "kOKS_occluded",
-    )
+from tasks.pose.patches import cut_body_part_patches
+from tasks.pose.pckh import load_head_boxes
+from tasks.pose.settings import (  # noqa: F401  (re-exported: the task's public names)
+    CROWD_METRICS,
+    DEFAULT_SPLITS,
+    LAYOUTS,
+    OKS_METRICS,
+    SPECS,
+    PoseSettings,
+    metrics_of,
+    split_files,
 )
-CROWD_METRICS = tuple(Metric(n) for n in ("AP_easy", "AP_medium", "AP_hard"))
-PCKH_METRICS = tuple(
-    Metric(n)
-    for n in ("PCKh", "PCKh@0.1", *(f"PCKh_{g}" for g in JOINT_GROUPS), "PCKh_visible", "PCKh_occluded")
-)
-
-
-def metrics_of(dataset: str) -> tuple[Metric, ...]:
-    if dataset == "mpii":
-        return PCKH_METRICS
-    return OKS_METRICS + (CROWD_METRICS if dataset == "crowdpose" else ())
-
-
-def split_files(dataset: str, root: Path, split: str) -> tuple[Path, Path]:
-    """(annotation file, image folder) of `split` under a dataset root in its official layout."""
-    ann, images = LAYOUTS[dataset]
-    return root / ann.format(split=split), root / images.format(split=split)
-
-
-class ExtraSplit(BaseModel):
-    """One more eval split, e.g. OCHuman val for a COCO-trained model (same keypoint layout)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    dataset: Format
-    root: str
-    split: str
-    head_boxes: str | None = None
-
-
-class PoseSettings(BaseModel):
-    """The `data:` section of a pose config."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: Literal["synthetic", "coco", "mpii", "crowdpose"] = "synthetic"
-    root: str | None = None  # dataset root in its official layout (see LAYOUTS)
-    train_split: str | None = None  # default per dataset: train2017 / train / trainval
-    val_split: str | None = None  # default per dataset: val2017 / valid / test
-    head_boxes: str | None = None  # MPII: gt_valid.mat (default <root>/annot/gt_valid.mat) or json
-    occluded_root: str | None = (
-        None  # a built C-COCO / C-MPII folder: the occluded split instead of a fresh one
-    )
-    patch_root: str | None = None  # COCO root whose train person masks give the patches (MPII, CrowdPose)
-    patch_split: str = "train2017"
-    detections: str | None = None  # person detections json (COCO results) for the val splits
-    det_score_threshold: float = 0.0
-    oks_nms_threshold: float = 0.9
-    extra_val: list[ExtraSplit] = []
-    # The embedded data is a fixed benchmark: drawn from this seed, not the run seed, so every method and
-    # seed trains and scores on the same images (the run seed varies initialisation, augmentation, order).
-    data_seed: int = 0
-    synthetic_train_images: int = 1500
-    synthetic_val_images: int = 150
-    synthetic_image_size: tuple[int, int] = (192, 160)
-    input_size: tuple[int, int] = (128, 96)  # (h, w)
-    sigma: float = 2.0
-    scale_factor: float = 0.25
-    rotation_factor: float = 30.0
-    flip: bool = True
-    flip_test: bool = True
-    decoder: Decoder = "argmax_quarter"  # heatmap -> coordinates: HRNet's argmax + quarter shift, or "dark"
-    max_train_persons: int | None = None
-    max_val_persons: int | None = None
-    cache_dir: str | None = None
 
 
 @TASKS.register("pose")
@@ -229,7 +133,7 @@ class PoseTask(Task):
         cache = self.cache_dir / "patches" / f"{file_digest(ann_file)[:12]}_n{max_patches}_s{seed}.npz"
         if cache.is_file():
             return PatchLibrary.load(cache)
-        library = PatchLibrary.from_coco(
+        library = cut_body_part_patches(
             ann_file, image_dir, parts=COCO_BODY_PARTS, max_patches=max_patches, seed=seed
         )
         if len(library) == 0:
@@ -300,14 +204,32 @@ class PoseTask(Task):
         )
         reader = MpiiKeypoints if fmt == "mpii" else CocoKeypoints
         train = reader(
-            train_ann,
-            train_images,
-            augmentation=augmentation,
-            twins=twins,
-            seed=seed,
-            max_persons=s.max_train_persons,
-            **common,
+            train_ann, train_images, augmentation=augmentation, twins=twins, seed=seed,
+            max_persons=s.max_train_persons, **common,
+        )  # fmt: skip
+        occ_ann, occ_images = self._occluded_source(fmt, val_ann, val_images, library, occlusion)
+        splits = {
+            self.clean_split: self._split(fmt, val_ann, val_images, head_boxes, **common),
+            self.occluded_split: self._split(fmt, occ_ann, occ_images, head_boxes, **common),
+            **self._extra_splits(common),
+        }
+        self._provenance = self._data_provenance(
+            train, splits, (train_ann, train_images), (val_ann, val_images), (occ_ann, occ_images), library
         )
+        self._warnings = [
+            f"{data.ann_file}: skipped {data.skipped_boxes} person annotation(s) with a zero or negative "
+            "box size"
+            for data in (train, splits[self.clean_split])
+            if getattr(data, "skipped_boxes", 0)
+        ]
+        return train, splits
+
+    def _occluded_source(
+        self, fmt: str, val_ann: Path, val_images: Path, library: PatchLibrary, occlusion: OcclusionPlan
+    ) -> tuple[Path, Path]:
+        """(annotations, images) of the occluded val: a built C-COCO / C-MPII folder, or the frozen split
+        generated from the clean val (at a severity level when asked), cached per seed."""
+        s = self.settings
         if s.occluded_root and occlusion.val_severity is not None:
             raise ConfigError(
                 "occlusion.val_severity: data.occluded_root is an occluded split built already; "
@@ -320,25 +242,25 @@ class PoseTask(Task):
                 raise DataError(
                     f"data.occluded_root: {occ_ann} not found (build it with `harness benchmark build`)"
                 )
-        else:
-            occ_ann, occ_images = build_occluded_split(
-                val_ann,
-                val_images,
-                self.cache_dir / "pose" / "occluded_val",
-                library=library,
-                settings=occlusion.val
-                if occlusion.val_severity is None
-                else severity_settings(occlusion.val_severity),
-                anchors=self.spec.anchors,
-                seed=occlusion.val_seed,
-                layout=fmt,
-                keypoint_names=self.spec.keypoints,
-            )
-        splits = {
-            self.clean_split: self._split(fmt, val_ann, val_images, head_boxes, **common),
-            self.occluded_split: self._split(fmt, occ_ann, occ_images, head_boxes, **common),
-        }
-        for i, extra in enumerate(s.extra_val):
+            return occ_ann, occ_images
+        return build_occluded_split(
+            val_ann,
+            val_images,
+            self.cache_dir / "pose" / "occluded_val",
+            library=library,
+            settings=occlusion.val
+            if occlusion.val_severity is None
+            else severity_settings(occlusion.val_severity),
+            anchors=self.spec.anchors,
+            seed=occlusion.val_seed,
+            layout=fmt,
+            keypoint_names=self.spec.keypoints,
+        )
+
+    def _extra_splits(self, common: dict) -> dict[str, TopDownKeypoints]:
+        """`data.extra_val`: more eval splits in the model's keypoint layout (e.g. OCHuman val)."""
+        splits = {}
+        for i, extra in enumerate(self.settings.extra_val):
             ann, images = split_files(
                 extra.dataset, self._root(extra.root, f"data.extra_val[{i}].root"), extra.split
             )
@@ -347,7 +269,16 @@ class PoseTask(Task):
                 boxes = self._head_boxes(extra.root, extra.head_boxes, ann, f"data.extra_val[{i}].head_boxes")
             kind = "mpii" if extra.dataset == "mpii" else "coco"
             splits[extra.name] = self._split(kind, ann, images, boxes, **common)
-        self._provenance = {
+        return splits
+
+    def _data_provenance(self, train, splits, train_files, val_files, occluded_files, library) -> dict:
+        """What every record says about its data: files and digests, box source, layout, counts."""
+        s = self.settings
+        (train_ann, train_images), (val_ann, val_images), (occ_ann, occ_images) = (
+            train_files, val_files, occluded_files,
+        )  # fmt: skip
+        fmt = "mpii" if s.dataset == "mpii" else "coco"
+        provenance = {
             "train_annotations": str(train_ann),
             "train_annotations_sha256": file_digest(train_ann),
             "val_annotations_sha256": file_digest(val_ann),
@@ -366,19 +297,13 @@ class PoseTask(Task):
             },
         }
         if s.dataset == "synthetic" or not s.occluded_root:  # generated here, so cheap to hash
-            self._provenance["occluded_val_images_sha256"] = (
+            provenance["occluded_val_images_sha256"] = (
                 images_digest(occ_ann, occ_images) if fmt == "coco" else None
             )
         if s.dataset == "synthetic":
-            self._provenance["train_images_sha256"] = images_digest(train_ann, train_images)
-            self._provenance["val_images_sha256"] = images_digest(val_ann, val_images)
-        self._warnings = [
-            f"{data.ann_file}: skipped {data.skipped_boxes} person annotation(s) with a zero or negative "
-            "box size"
-            for data in (train, splits[self.clean_split])
-            if getattr(data, "skipped_boxes", 0)
-        ]
-        return train, splits
+            provenance["train_images_sha256"] = images_digest(train_ann, train_images)
+            provenance["val_images_sha256"] = images_digest(val_ann, val_images)
+        return provenance
 
     def pretraining_set(self, *, seed: int, images: int) -> TopDownKeypoints:
         """Clean, augmented crops of `images` synthetic people drawn for the `pretrain` split (own RNG stream:

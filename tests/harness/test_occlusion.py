@@ -12,6 +12,7 @@ from pycocotools import mask as mask_utils
 from harness.errors import ConfigError, DataError
 from harness.occlusion import OcclusionSettings, Patch, PatchLibrary, occluded_twin
 from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_OCCLUSION_ANCHORS
+from tasks.pose.patches import cut_body_part_patches
 
 REPO = Path(__file__).resolve().parents[2]
 COCO = Path(os.environ.get("HARNESS_FIXTURES", REPO.parent / "shared" / "fixtures")) / "coco"
@@ -25,7 +26,7 @@ PATCH_COLOUR = (200, 40, 90)
 def coco_library() -> PatchLibrary:
     if not COCO.is_dir():
         pytest.fail(f"real-format fixtures missing at {COCO}")
-    return PatchLibrary.from_coco(COCO / "test_coco.json", COCO, parts=COCO_BODY_PARTS)
+    return cut_body_part_patches(COCO / "test_coco.json", COCO, parts=COCO_BODY_PARTS)
 
 
 def disk_library(size: int = 41) -> PatchLibrary:
@@ -59,11 +60,11 @@ def test_library_from_real_coco_has_limbs_and_heads(coco_library):
 
 
 def test_library_is_deterministic_and_subsamples_with_the_seed(coco_library):
-    again = PatchLibrary.from_coco(COCO / "test_coco.json", COCO, parts=COCO_BODY_PARTS, seed=7)
+    again = cut_body_part_patches(COCO / "test_coco.json", COCO, parts=COCO_BODY_PARTS, seed=7)
     assert again.digest() == coco_library.digest()  # everything fits: the seed plays no role
 
     def subset(seed):
-        return PatchLibrary.from_coco(
+        return cut_body_part_patches(
             COCO / "test_coco.json", COCO, parts=COCO_BODY_PARTS, max_patches=10, seed=seed
         )
 
@@ -164,7 +165,7 @@ def test_rle_segmentation_is_cut(tmp_path, compressed):
         "needs_4": (1, 4),
         "body": (0, 1, 2, 4),
     }
-    library = PatchLibrary.from_coco(ann_file, tmp_path, parts=parts)
+    library = cut_body_part_patches(ann_file, tmp_path, parts=parts)
     # (1, 4): a limb with an unlabelled end is skipped; (0, 1, 2, 4): a region with 3 labelled points is kept.
     assert [p.part for p in library] == ["arm_span", "spine", "upper_body", "body"]
     for patch in library:
@@ -179,7 +180,7 @@ def test_rle_segmentation_is_cut(tmp_path, compressed):
 
 def test_bad_parts_are_rejected():
     with pytest.raises(ConfigError, match="single"):
-        PatchLibrary.from_coco(COCO / "test_coco.json", COCO, parts={"single": (3,)})
+        cut_body_part_patches(COCO / "test_coco.json", COCO, parts={"single": (3,)})
 
 
 # --- the occluded twin ---------------------------------------------------------------------------------

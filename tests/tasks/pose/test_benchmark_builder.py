@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.errors import DataError
 from harness.io import read_image
-from harness.occlusion import PatchLibrary
 from tasks.pose import benchmark
 from tasks.pose.benchmark import build_coco_split, severity_settings
 from tasks.pose.dataset import CocoKeypoints, MpiiKeypoints
 from tasks.pose.keypoints import COCO_BODY_PARTS
+from tasks.pose.patches import cut_body_part_patches
 
 runner = CliRunner()
 
@@ -78,7 +78,7 @@ def test_severity_ladder_covers_more_keypoints(coco_root, coco_fixture, tmp_path
 
 
 def test_interrupted_build_resumes_and_matches_an_uninterrupted_one(coco_root, coco_fixture, tmp_path):
-    library = PatchLibrary.from_coco(
+    library = cut_body_part_patches(
         coco_fixture[0], coco_fixture[1], parts=COCO_BODY_PARTS, max_patches=60, seed=0
     )
     ann = coco_root / "annotations" / "person_keypoints_val2017.json"

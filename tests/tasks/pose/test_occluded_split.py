@@ -7,18 +7,19 @@ import numpy as np
 import torch
 
 from harness.io import read_image
-from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
+from harness.occlusion import OcclusionSettings, occluded_twin
 from tasks.common import heatmap
 from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource
 from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_OCCLUSION_ANCHORS
 from tasks.pose.occluded_val import build_occluded_split
+from tasks.pose.patches import cut_body_part_patches
 
 ALWAYS = OcclusionSettings(clean_fraction=0.0)
 
 
 def library(coco_fixture):
     ann_file, image_dir = coco_fixture
-    return PatchLibrary.from_coco(ann_file, image_dir, parts=COCO_BODY_PARTS, max_patches=60)
+    return cut_body_part_patches(ann_file, image_dir, parts=COCO_BODY_PARTS, max_patches=60)
 
 
 def test_twin_differs_from_clean_crop_only_where_patches_landed(coco_fixture):
