@@ -13,6 +13,7 @@ class Clean(Method):
     """One network, clean images, the task's supervised loss. The reference every method is compared to."""
 
     role = "reference"
+    clean_network = "net"
     input_key = "image"  # which image of the batch the network trains on
 
     def __init__(self, build_model, supervised_loss, settings=None):

@@ -21,9 +21,6 @@ from harness.methods.base import Batch, Method
 from harness.registry import METHODS
 from harness.run_files import CHECKPOINT_NAME
 
-# Which network of a finished run is the teacher, by the run's own network names.
-TEACHER_NETWORKS = ("net", "gnet")
-
 
 class DistillSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -35,23 +32,34 @@ class DistillSettings(BaseModel):
 
 
 def load_teacher_weights(model: nn.Module, source: Path) -> None:
-    """Copy a finished run's clean network (`net` or D-Slope's `gnet`) into `model`."""
+    """Copy a finished run's network trained on clean images (its method's `clean_network`: a clean run's
+    `net`, D-Slope's `gnet`) into `model`."""
     path = source / CHECKPOINT_NAME if source.is_dir() else source
     if not path.is_file():
         raise CheckpointError(f"method_args.distill.teacher: no checkpoint at {path}")
     state = safe_torch_load(path, "method_args.distill.teacher")
+    tags = (state.get("tags") or {}) if isinstance(state, dict) else {}
     state = state.get("method", {}) if isinstance(state, dict) else {}
-    for name in TEACHER_NETWORKS:
-        prefix = f"{name}."
-        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if weights:
-            try:
-                model.load_state_dict(weights)
-            except RuntimeError as err:
-                message = str(err).splitlines()[0]
-                raise CheckpointError(f"teacher {path} does not fit this backbone: {message}") from None
-            return
-    raise CheckpointError(f"teacher {path} holds no network named {' or '.join(TEACHER_NETWORKS)}")
+    method = tags.get("method")
+    if method in METHODS:
+        network = METHODS.get(method).clean_network
+    else:  # a checkpoint without its method's tag: any network some method declares clean
+        declared = sorted({METHODS.get(n).clean_network for n in METHODS.names()} - {None})
+        network = next((n for n in declared if any(k.startswith(f"{n}.") for k in state)), None)
+    if network is None:
+        raise CheckpointError(
+            f"teacher {path}: a '{method}' run has no network trained on clean images only "
+            "(give a clean or dslope run)"
+        )
+    prefix = f"{network}."
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if not weights:
+        raise CheckpointError(f"teacher {path} holds no network named {network}")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        message = str(err).splitlines()[0]
+        raise CheckpointError(f"teacher {path} does not fit this backbone: {message}") from None
 
 
 @METHODS.register("distill")

@@ -17,4 +17,5 @@ class OcclusionAugmented(Clean):
 
     needs_twin = True
     role = "baseline"
+    clean_network = None  # its network sees occluded twins
     input_key = "twin"

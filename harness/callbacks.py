@@ -18,8 +18,6 @@ from harness.run_files import CHECKPOINT_NAME
 if TYPE_CHECKING:
     from harness.trainer import Trainer
 
-__all__ = ["CHECKPOINT_NAME", "make_progress"]  # their homes are run_files / progress; kept importable here
-
 
 class Callback:
     """Hooks the trainer calls; every method is optional."""

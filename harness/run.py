@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness import distributed
-from harness.callbacks import CHECKPOINT_NAME, Callback
+from harness.callbacks import Callback
 from harness.config import RunConfig
 from harness.errors import RunInterrupted, TrainingError
 from harness.evaluation import evaluate_split
@@ -20,6 +20,7 @@ from harness.factory import build_method, build_task
 from harness.predictions import save_predictions
 from harness.registry import METHODS
 from harness.results import ResultRecord, drop_interrupted_record, write_record
+from harness.run_files import CHECKPOINT_NAME
 from harness.run_records import RunRecords
 from harness.run_setup import (
     build_optimizers,

@@ -41,6 +41,9 @@ class Method(nn.Module):
     # (method, settings field): when that field is unset, the run first trains `method` with the same
     # config and puts its run dir there (distillation trains its clean teacher this way).
     prerequisite: tuple[str, str] | None = None
+    # The network trained on clean images only, if the method has one (a distillation teacher is read from
+    # a finished run's checkpoint by this name).
+    clean_network: str | None = None
 
     def __init__(self, build_model: Callable[[], TaskModel], supervised_loss: SupervisedLoss, settings=None):
         super().__init__()

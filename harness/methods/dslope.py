@@ -48,6 +48,7 @@ class DSlope(Method):
     Settings = DSlopeSettings
     needs_twin = True
     role = "method"
+    clean_network = "gnet"
 
     def __init__(self, build_model, supervised_loss, settings=None):
         super().__init__(build_model, supervised_loss, settings)

@@ -98,3 +98,22 @@ def test_every_load_in_the_source_is_safe():
         for p, n in _calls(name)
     ]
     assert [(p, f) for p, f in found if f in unsafe] == []
+
+
+def test_distill_teacher_is_the_clean_network_its_run_method_declares(tmp_path):
+    """A clean run's `net`, D-Slope's `gnet` (`Method.clean_network`); occ_aug has none."""
+    from baselines.distill import load_teacher_weights
+
+    source = torch.nn.Linear(2, 1)
+    for method, network in (("clean", "net"), ("dslope", "gnet")):
+        weights = {f"{network}.{k}": v for k, v in source.state_dict().items()}
+        weights.update({f"other.{k}": v + 1 for k, v in source.state_dict().items()})
+        torch.save({"method": weights, "tags": {"method": method}}, tmp_path / "checkpoint.pt")
+        student = torch.nn.Linear(2, 1)
+        load_teacher_weights(student, tmp_path)
+        assert torch.equal(student.weight, source.weight)
+    torch.save(
+        {"method": {"net.weight": source.weight}, "tags": {"method": "occ_aug"}}, tmp_path / "checkpoint.pt"
+    )
+    with pytest.raises(CheckpointError, match="'occ_aug' run has no network trained on clean images only"):
+        load_teacher_weights(torch.nn.Linear(2, 1), tmp_path)
