@@ -19,9 +19,6 @@ and the json writer share one geometry; splitting them would scatter one generat
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import zlib
 from pathlib import Path
 
@@ -29,7 +26,7 @@ import cv2
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from harness.cache import scratch_dir
+from tasks.common.coco_split import ensure_coco_split
 from tasks.face_alignment.landmarks import COFW, coco_category
 
 JPEG_QUALITY = 95
@@ -65,19 +62,12 @@ def ensure_synthetic_faces(
     """
     height, width = (int(v) for v in image_size)
     folder = Path(root) / f"synthetic_v{GENERATOR_VERSION}_s{seed}_n{num_images}_{height}x{width}"
-    ann_file = folder / "annotations" / f"cofw_{split}.json"
-    image_dir = folder / split
-    if ann_file.is_file():
-        return ann_file, image_dir
-    with scratch_dir(folder, prefix=f".{split}.tmp-") as tmp:
-        data = _generate_split(tmp / "images", split, num_images, seed, height, width)
-        (tmp / "annotations.json").write_text(json.dumps(data, separators=(",", ":")))
-        if image_dir.exists():  # images of an earlier interrupted run whose json never landed
-            shutil.rmtree(image_dir)
-        os.replace(tmp / "images", image_dir)
-        ann_file.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp / "annotations.json", ann_file)  # last: its presence means "complete"
-    return ann_file, image_dir
+    return ensure_coco_split(
+        folder,
+        f"cofw_{split}.json",
+        split,
+        lambda out: _generate_split(out, split, num_images, seed, height, width),
+    )
 
 
 def _generate_split(out: Path, split: str, num_images: int, seed: int, height: int, width: int) -> dict:

@@ -23,9 +23,6 @@ geometry and read best in one place; nothing else imports its internals.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import zlib
 from pathlib import Path
 
@@ -33,7 +30,7 @@ import cv2
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from harness.cache import scratch_dir
+from tasks.common.coco_split import ensure_coco_split
 from tasks.pose.keypoints import coco_category
 
 JPEG_QUALITY = 95
@@ -75,19 +72,12 @@ def ensure_synthetic_coco(
     """
     height, width = (int(v) for v in image_size)
     folder = Path(root) / f"synthetic_s{seed}_n{num_images}_{height}x{width}"
-    ann_file = folder / "annotations" / f"person_keypoints_{split}.json"
-    image_dir = folder / split
-    if ann_file.is_file():
-        return ann_file, image_dir
-    with scratch_dir(folder, prefix=f".{split}.tmp-") as tmp:
-        data = _generate_split(tmp / "images", split, num_images, seed, height, width)
-        (tmp / "annotations.json").write_text(json.dumps(data, separators=(",", ":")))
-        if image_dir.exists():  # images of an earlier interrupted run whose json never landed
-            shutil.rmtree(image_dir)
-        os.replace(tmp / "images", image_dir)
-        ann_file.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp / "annotations.json", ann_file)  # last: its presence means "complete"
-    return ann_file, image_dir
+    return ensure_coco_split(
+        folder,
+        f"person_keypoints_{split}.json",
+        split,
+        lambda out: _generate_split(out, split, num_images, seed, height, width),
+    )
 
 
 def _generate_split(out: Path, split: str, num_images: int, seed: int, height: int, width: int) -> dict:
