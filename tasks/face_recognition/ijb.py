@@ -19,10 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from harness.errors import DataError
-from tasks.face_recognition.data import FaceImage, align, to_input
+from tasks.face_recognition.data import FaceImage, VerificationSet
 from tasks.face_recognition.verification import normalise
 
 FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
@@ -64,26 +63,16 @@ def _ints(rows: list[list[str]], column: int, path: Path, name: str) -> np.ndarr
         ) from None
 
 
-class IJBSet(Dataset):
-    """The images of an IJB protocol (each once), with what `ijb_metrics` needs to score template pairs."""
+class IJBSet(VerificationSet):
+    """The images of an IJB protocol (each once), with what `ijb_metrics` needs to score template pairs:
+    `pairs` and `same` are over templates here, not images."""
 
     def __init__(
         self, images: list[FaceImage], templates: np.ndarray, medias: np.ndarray, faceness: np.ndarray,
         pairs: np.ndarray, same: np.ndarray, *, input_size: int, name: str,
     ):  # fmt: skip
-        self.images, self.templates, self.medias, self.faceness = images, templates, medias, faceness
-        self.pairs, self.same = np.asarray(pairs, dtype=np.int64), np.asarray(same, dtype=bool)
-        self.input_size, self.name = input_size, name
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def aligned(self, index: int) -> np.ndarray:
-        face = self.images[index]
-        return align(face.load(), face.landmarks)[0]
-
-    def __getitem__(self, index: int) -> dict:
-        return {"image": to_input(self.aligned(index), self.input_size), "meta": {"index": index}}
+        super().__init__(images, np.asarray(pairs, dtype=np.int64), same, input_size=input_size, name=name)
+        self.templates, self.medias, self.faceness = templates, medias, faceness
 
 
 def read_ijb(root: Path, target: str, *, input_size: int) -> IJBSet:
