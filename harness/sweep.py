@@ -215,13 +215,13 @@ def run_sweep(
     import ray
     from ray import tune
 
+    from harness.ray_train import trial_resources
+
     cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources.cpus_per_trial
     gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources.gpus_per_trial
     storage_path = (
         str(Path(storage or spec.storage).resolve()) if "://" not in (storage or spec.storage) else storage
     )
-    from harness.ray_train import trial_resources
-
     prepare_shared_inputs(base, trials)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
