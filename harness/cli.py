@@ -237,6 +237,9 @@ def sweep(
     storage: str | None = typer.Option(None, help="Tune storage folder (a shared path on a cluster)."),
     resume: bool = typer.Option(False, help="Continue an interrupted sweep; finished trials are not re-run."),
     dry_run: bool = typer.Option(False, help="Print the expanded trial list and exit."),
+    allow_dirty: bool = typer.Option(
+        False, help="Run a committed study config from a tree with uncommitted changes (records say so)."
+    ),
     debug: bool = typer.Option(False, help="Show full tracebacks."),
 ) -> None:
     """Run a grid of runs (task x backbone x method x seed ...) on Ray Tune; records land in results/runs/."""
@@ -246,6 +249,7 @@ def sweep(
         table = run_sweep(
             path, address=address, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial,
             max_concurrent=max_concurrent, resume=resume, dry_run=dry_run, storage=storage,
+            allow_dirty=allow_dirty,
         )  # fmt: skip
     except HarnessError as err:
         _fail(err, debug)

@@ -41,6 +41,10 @@ class PretrainConfig(Strict):
     batch_size: int = 32
     lr: float = 2e-3
     seed: int = 1000  # its own seed: the same checkpoint for every method and run seed
+    # Intra-op CPU threads while pretraining. CPU float sums depend on the thread count, so a pinned count
+    # makes the checkpoint the same under any OMP_NUM_THREADS on CPUs of one vector unit (README,
+    # "What is bitwise reproducible"); null: the process's own count.
+    threads: int | None = Field(1, ge=1)
 
 
 class OcclusionConfig(Strict):

@@ -14,6 +14,7 @@ from harness.config import RunConfig
 from harness.model import TaskModel
 from harness.pretraining import PretrainedBackbone, load_embedded
 from harness.registry import METHODS, TASKS
+from harness.run_files import resolve_run_reference
 from harness.task import Task
 
 
@@ -49,4 +50,8 @@ def build_method(
     method_cls = METHODS.get(cfg.method)
     if settings is None:
         settings = method_cls.Settings(**cfg.method_args.get(cfg.method, {}))
+    if method_cls.prerequisite and getattr(settings, method_cls.prerequisite[1], None):
+        field = method_cls.prerequisite[1]  # a run id names a run of this work dir
+        where = resolve_run_reference(str(getattr(settings, field)), cfg.output.work_dir)
+        settings = settings.model_copy(update={field: str(where)})
     return method_cls(model_builder(cfg, task, weights=weights, embedded=embedded), task.loss, settings)

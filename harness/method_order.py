@@ -13,6 +13,7 @@ from pathlib import Path
 from harness.config import RunConfig
 from harness.errors import ConfigError
 from harness.registry import METHODS, Registry
+from harness.run_files import run_reference
 
 # `--method all` runs the plain model first, then the baselines, then the method under study.
 _ROLE_ORDER = ("reference", "baseline", "method")
@@ -68,7 +69,7 @@ def with_prerequisite_run(cfg: RunConfig, run_dir: Path) -> RunConfig:
     if not method_cls.prerequisite:
         raise ConfigError(f"method '{cfg.method}' declares no prerequisite run")
     field = method_cls.prerequisite[1]
-    args = {**cfg.method_args.get(cfg.method, {}), field: str(Path(run_dir).resolve())}
+    args = {**cfg.method_args.get(cfg.method, {}), field: run_reference(run_dir, cfg.output.work_dir)}
     settings = method_cls.Settings(**args)
     return cfg.model_copy(
         update={"method_args": {**cfg.method_args, cfg.method: settings.model_dump()}}, deep=True

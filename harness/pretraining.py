@@ -35,6 +35,7 @@ from harness.io import atomic_torch_save, atomic_write_json, safe_torch_load
 from harness.methods.base import Method
 from harness.model import TaskModel
 from harness.precision import Precision
+from harness.reproducibility import cpu_arithmetic
 from harness.trainer import (
     EpochSampler,
     Trainer,
@@ -44,7 +45,7 @@ from harness.trainer import (
 )
 
 EMBEDDED = "embedded"  # the `model.pretrained` value that asks for this stage
-FORMAT_VERSION = 1  # bump when what is saved or how it is trained changes: old caches are then rebuilt
+FORMAT_VERSION = 2  # bump when what is saved or how it is trained changes: old caches are then rebuilt
 WEIGHTS_NAME, META_NAME = "backbone.pt", "meta.json"
 
 
@@ -57,6 +58,7 @@ class PretrainSettings:
     batch_size: int
     lr: float
     seed: int
+    threads: int | None = 1
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,24 @@ def embedded_backbone(
     return PretrainedBackbone(folder / WEIGHTS_NAME, meta)
 
 
+@contextmanager
+def _intra_op_threads(count: int | None):
+    """Run the body with `count` intra-op threads (None: unchanged), restoring the process's count after."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _build(task, folder, backbone_name, settings, device, precision, num_workers, console, expected) -> None:
+    with _intra_op_threads(settings.threads):
+        _train(task, folder, backbone_name, settings, device, precision, num_workers, console, expected)
+
+
+def _train(task, folder, backbone_name, settings, device, precision, num_workers, console, expected) -> None:
     console = console or Console(stderr=True)
     backbone = create_backbone(backbone_name, None, input_size=task.input_size)  # a bad name fails first
     dataset = task.pretraining_set(seed=settings.seed, images=settings.images)
@@ -241,6 +260,7 @@ def _build(task, folder, backbone_name, settings, device, precision, num_workers
         "seed": settings.seed,
         "final_loss": round(losses.mean(), 8),  # mean over the last 20 steps
         "train_seconds": round(trainer.state.train_seconds, 2),
+        **cpu_arithmetic(),  # what the digest depends on besides the settings
     }
     atomic_write_json(folder / META_NAME, meta)  # last: its presence means "complete"
 

@@ -6,6 +6,7 @@ its config, config hash, data digests, package versions and commit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from harness.io import atomic_write_json
+from harness.portable import portable, record_roots
 
 SCHEMA_VERSION = 1
 _PACKAGES = (
@@ -56,7 +58,14 @@ class ResultRecord:
     data: dict[str, Any] = field(default_factory=dict)  # provenance: digests, box source, counts
     training: dict[str, Any] = field(default_factory=dict)  # steps, images, wall time
     versions: dict[str, str] = field(default_factory=dict)
-    commit: str = "unknown"
+    commit: str = "unknown"  # the exact commit of the harness source
+    # Whether the source differed from `commit` (tracked files) and the sha256 of that difference
+    # (`git diff HEAD`): a dirty record can be traced, never mistaken for the commit's own.
+    dirty: bool | None = None
+    diff_sha256: str | None = None
+    # Intra-op thread count and the CPU's vector unit (harness/reproducibility.py): CPU results are bitwise
+    # comparable only between records where both match.
+    compute: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     ended_at: str = ""
     reason: str | None = None
@@ -89,29 +98,48 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_commit(cwd: Path | None = None) -> str:
-    """The commit of the harness source (with '+dirty' when modified), or 'unknown' outside git."""
-    cwd = cwd or Path(__file__).resolve().parent
+@dataclass(frozen=True)
+class SourceState:
+    """Which code made a result: the exact commit, and whether (and how) the tracked files differed."""
+
+    commit: str
+    dirty: bool | None
+    diff_sha256: str | None
+
+    def fields(self) -> dict[str, Any]:
+        return {"commit": self.commit, "dirty": self.dirty, "diff_sha256": self.diff_sha256}
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
-        if rev.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+    return out.stdout.decode(errors="replace") if out.returncode == 0 else None
+
+
+def source_state(cwd: Path | None = None) -> SourceState:
+    """The harness source's commit and dirtiness ('unknown' outside git)."""
+    cwd = cwd or Path(__file__).resolve().parent
+    rev = _git(["rev-parse", "HEAD"], cwd)
+    if rev is None:
+        return SourceState("unknown", None, None)
+    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) or ""
+    if not status.strip():
+        return SourceState(rev.strip(), False, None)
+    diff = _git(["diff", "HEAD", "--binary"], cwd) or ""
+    return SourceState(rev.strip(), True, hashlib.sha256(diff.encode()).hexdigest())
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """The exact commit of the harness source, or 'unknown' outside git (dirtiness: `source_state`)."""
+    return source_state(cwd).commit
 
 
 def write_record(record: ResultRecord, results_dir: Path) -> Path:
     """Write atomically into results_dir/runs/ and return the path."""
     path = Path(results_dir) / "runs" / record.filename
-    atomic_write_json(path, asdict(record))
+    atomic_write_json(path, portable(asdict(record), record_roots(record.config, results_dir)))
     return path
 
 

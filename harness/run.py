@@ -20,7 +20,7 @@ from harness.factory import build_method, build_task
 from harness.predictions import save_predictions
 from harness.registry import METHODS
 from harness.results import ResultRecord, drop_interrupted_record, write_record
-from harness.run_files import CHECKPOINT_NAME
+from harness.run_files import CHECKPOINT_NAME, run_reference
 from harness.run_records import RunRecords
 from harness.run_setup import (
     build_optimizers,
@@ -82,7 +82,7 @@ def train_prerequisite(cfg: RunConfig, method_cls, console, callbacks) -> tuple[
     else:
         console.rule(f"{cfg.method} needs a {needed} run first ({field}): training it")
         run_dir = run_experiment(needed_cfg, console=console, callbacks=callbacks).run_dir
-    args = {**cfg.method_args.get(cfg.method, {}), field: str(run_dir.resolve())}
+    args = {**cfg.method_args.get(cfg.method, {}), field: run_reference(run_dir, cfg.output.work_dir)}
     settings = method_cls.Settings(**args)
     cfg = cfg.model_copy(
         update={"method_args": {**cfg.method_args, cfg.method: settings.model_dump()}}, deep=True

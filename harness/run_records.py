@@ -8,7 +8,8 @@ from typing import Any
 
 from harness.config import RunConfig
 from harness.registry import METHODS
-from harness.results import ResultRecord, git_commit, package_versions
+from harness.reproducibility import cpu_arithmetic
+from harness.results import ResultRecord, package_versions, source_state
 from harness.roles import split_role
 from harness.run_setup import now
 from harness.task import Task
@@ -33,7 +34,8 @@ def task_record(
         method_role=METHODS.get(cfg.method).role,
         seed=cfg.seed,
         versions=package_versions(),
-        commit=git_commit(),
+        **source_state().fields(),
+        compute=cpu_arithmetic(),
         **fields,
     )
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.callbacks import Callback
 from harness.config import load_config, read_yaml, validate
 from harness.errors import ConfigError
-from harness.results import ResultRecord, git_commit, package_versions, write_record
+from harness.results import ResultRecord, package_versions, source_state, write_record
 
 
 class Resources(BaseModel):
@@ -170,9 +171,37 @@ def failed_record(base: Path, overrides: list[str], reason: str, sweep: str, tri
     return ResultRecord(
         run_id=run_id, task=cfg.task, method=cfg.method, backbone=cfg.model.backbone, dataset="", split=None,
         network=None, status="failed", seed=cfg.seed, config=cfg.to_dict(), config_hash=cfg.hash(),
-        versions=package_versions(), commit=git_commit(), ended_at=stamp.isoformat(timespec="seconds"),
+        versions=package_versions(), **source_state().fields(), ended_at=stamp.isoformat(timespec="seconds"),
         reason=reason.strip().splitlines()[-1][:500] if reason.strip() else "trial failed",
     )  # fmt: skip
+
+
+def refuse_dirty_study(path: Path) -> None:
+    """A committed study config (a sweep file tracked by git) runs only from a clean tree, so its records
+    name a commit that holds the code that made them.
+
+    Raises:
+        ConfigError: tracked files differ from the commit.
+    """
+    state = source_state()
+    if not state.dirty or not tracked_by_git(path):
+        return
+    raise ConfigError(
+        f"harness sweep {path}: tracked files differ from commit {state.commit[:12]} (diff sha256 "
+        f"{state.diff_sha256[:12]}); commit them first so the records name the code that made them, or pass "
+        "--allow-dirty (the records then say dirty and carry the diff digest)"
+    )
+
+
+def tracked_by_git(path: Path) -> bool:
+    """Whether `path` is a file git tracks (a committed study config)."""
+    path = Path(path).resolve()
+    try:
+        command = ["git", "ls-files", "--error-unmatch", path.name]
+        out = subprocess.run(command, cwd=path.parent, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0
 
 
 def run_sweep(
@@ -185,6 +214,7 @@ def run_sweep(
     resume: bool = False,
     dry_run: bool = False,
     storage: str | None = None,
+    allow_dirty: bool = False,
 ) -> pd.DataFrame:
     """Expand a sweep YAML and run its trials on Ray Tune (or only list them with `dry_run`).
 
@@ -195,6 +225,7 @@ def run_sweep(
         resume: continue an interrupted sweep from its Tune state, without re-running finished trials.
         dry_run: return the expanded trial list without running anything.
         storage: override the YAML's storage folder (a shared path on a cluster).
+        allow_dirty: run a sweep file tracked by git although tracked files differ from the commit.
 
     Returns:
         one row per trial: its overrides, status, run id and final metrics.
@@ -211,6 +242,8 @@ def run_sweep(
     ]
     if dry_run:
         return pd.DataFrame(rows)
+    if not allow_dirty:
+        refuse_dirty_study(path)
 
     import ray
     from ray import tune

@@ -54,7 +54,12 @@ def run_config(run_dir: Path, what: str) -> RunConfig:
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{what}: {run_dir} is not a run dir (no config.yaml)")
-    return load_config(run_dir / "config.yaml")
+    cfg = load_config(run_dir / "config.yaml")
+    if Path(cfg.output.work_dir).resolve() != run_dir.resolve().parent:
+        # The run dir was moved (another folder or machine): the runs it names by id live beside it now.
+        output = cfg.output.model_copy(update={"work_dir": str(run_dir.parent)})
+        cfg = cfg.model_copy(update={"output": output})
+    return cfg
 
 
 def load_trained(run_dir: Path, cfg: RunConfig, what: str) -> TrainedRun:

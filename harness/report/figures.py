@@ -9,10 +9,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harness.portable import resolve_path
 from harness.report.canvas import _new_figure, _save
 from harness.report.interpret import _is_evaluated, _primary_metric
 from harness.report.severity import figure_severity, severity_tables
 from harness.report.tables import Table
+from harness.task import default_cache_dir as cache_root
 
 _QUALITATIVE_ROWS = 6
 _RC = {"svg.hashsalt": "dslope-harness", "font.size": 8}
@@ -130,13 +132,17 @@ def figure_qualitative(records: list[dict[str, Any]], out: Path, notes: list[str
         if baseline is None or dslope is None:
             continue
         theirs = {s.get("ann_id"): s for s in dslope["samples"]}
-        rows = [
-            (s, theirs[s.get("ann_id")])
-            for s in baseline["samples"]
-            if s.get("ann_id") in theirs and Path(str(s.get("image"))).is_file()
-        ][:_QUALITATIVE_ROWS]
+        shown = [(_with_image_path(s, baseline), theirs[s.get("ann_id")]) for s in baseline["samples"]
+                 if s.get("ann_id") in theirs]  # fmt: skip
+        rows = [(s, t) for s, t in shown if s["image"] is not None and s["image"].is_file()]
+        rows = rows[:_QUALITATIVE_ROWS]
         if not rows:
-            notes.append(f"figure qualitative {task}/{dataset}/{backbone}: sample images missing, skipped")
+            first = baseline["samples"][0].get("image") if baseline["samples"] else None
+            notes.append(
+                f"figure qualitative {task}/{dataset}/{backbone}: skipped, its sample images are not on this "
+                f"machine (first: {first}, cache root {cache_root()}); run the records' config once with "
+                "HARNESS_CACHE set to the cache that holds them, or rebuild them there"
+            )
             continue
         drawer = _task_drawer(baseline)
         if drawer is None:
@@ -153,6 +159,16 @@ def figure_qualitative(records: list[dict[str, Any]], out: Path, notes: list[str
             "figure qualitative: no occluded-split samples of both a reference and a method run, skipped"
         )
     return written
+
+
+def _with_image_path(sample: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """`sample` with its stored image path (`{cache}/...`, `{data}/...`) resolved on this machine."""
+    roots = {"cache": cache_root()}
+    data_root = ((record.get("config") or {}).get("data") or {}).get("root")
+    if data_root and not str(data_root).startswith("{"):
+        roots["data"] = Path(data_root)
+    image = sample.get("image")
+    return {**sample, "image": resolve_path(str(image), roots) if image else None}
 
 
 def _task_drawer(record: dict[str, Any]):
@@ -208,7 +224,7 @@ def _draw_grid(rows, drawer, baseline, dslope, stem: Path) -> list[Path]:
     fig = _new_figure(6.0, 2.2 * len(rows))
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for i, (ours, theirs) in enumerate(rows):
-        image = read_image(Path(ours["image"]))
+        image = read_image(ours["image"])
         x0, y0, x1, y1 = _crop(ours["box"], image.shape[1], image.shape[0])
         for j, keypoints in enumerate((ours["ground_truth"], ours["prediction"], theirs["prediction"])):
             drawn = drawer(image, keypoints, ours["box"], ground_truth=j == 0)

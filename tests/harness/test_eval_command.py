@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.config import CONFIG_ROOT, load_config
+from harness.portable import resolve_path
 from harness.run import run_experiment
+from harness.task import default_cache_dir
 
 runner = CliRunner()
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
@@ -42,6 +44,11 @@ def _digests(folder: Path) -> dict[str, str]:
 
 def _records(results: Path) -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in sorted((results / "runs").glob("*.json"))}
+
+
+def _stored(text: str, run_dir: Path) -> Path:
+    """A path as a record stores it (`{work}/...`, `{cache}/...`), resolved on this machine."""
+    return resolve_path(text, {"work": run_dir.parent, "cache": default_cache_dir()})
 
 
 def _eval(run_dir: Path, results: Path, *args: str):
@@ -69,7 +76,7 @@ def test_eval_rescores_the_run_without_touching_it(trained):
         assert ev["box_source"] == "ground_truth" and record["severity"] is None
         assert record["metrics"] == training[record["split"]]["metrics"]  # same weights, same data
         assert training[record["split"]].get("evaluation") is None  # training records carry none
-        path = Path(record["predictions"]["file"])
+        path = _stored(record["predictions"]["file"], run_dir)
         assert path.is_relative_to(run_dir / "evaluations")
         assert hashlib.sha256(path.read_bytes()).hexdigest() == record["predictions"]["sha256"]
         annotations = (
@@ -77,7 +84,7 @@ def test_eval_rescores_the_run_without_touching_it(trained):
         )
         if annotations:  # anyone can rescore the file with pycocotools' defaults
             with contextlib.redirect_stdout(io.StringIO()):
-                gt = COCO(annotations)
+                gt = COCO(_stored(annotations, run_dir))
                 ev = COCOeval(gt, gt.loadRes(str(path)), iouType="keypoints")
                 ev.evaluate(), ev.accumulate(), ev.summarize()
             assert float(ev.stats[0]) == record["metrics"]["AP"]
@@ -92,14 +99,14 @@ def test_eval_severity_ladder_records_each_level(trained):
     assert {r["split"] for r in ladder} == {"occluded_val"}
     assert {r["config"]["occlusion"]["val_severity"] for r in ladder} == {0, 2, 4}
     by_level = {r["severity"]: r for r in ladder}
-    built = {k: r["data"]["occluded_val_annotations"] for k, r in by_level.items()}
+    built = {k: _stored(r["data"]["occluded_val_annotations"], run_dir) for k, r in by_level.items()}
     assert len(set(built.values())) == 3  # each level is its own cached split
     covered = {k: sum(sum(a.get("occluded_keypoints", [])) for a in json.load(open(p))["annotations"])
                for k, p in built.items()}  # fmt: skip
     assert covered[0] == 0 < covered[2] < covered[4]
     # Level 2 is the training default: the same split, byte-identical predictions.
     trained_file = Path(run_dir / "predictions" / "net__occluded_val.json")
-    assert Path(by_level[2]["predictions"]["file"]).read_bytes() == trained_file.read_bytes()
+    assert _stored(by_level[2]["predictions"]["file"], run_dir).read_bytes() == trained_file.read_bytes()
 
 
 def test_eval_on_other_data_settings_is_a_new_variant(trained):
@@ -111,7 +118,9 @@ def test_eval_on_other_data_settings_is_a_new_variant(trained):
     assert new["split"] == "clean_val" and new["config"]["data"]["max_val_persons"] == 2
     assert new["config_hash"] != new["evaluation"]["source_config_hash"]
     assert new["evaluation"]["overrides"][-1] == "data.max_val_persons=2"
-    assert len(json.loads(Path(new["predictions"]["file"]).read_text())) == 2  # two persons scored
+    assert (
+        len(json.loads(_stored(new["predictions"]["file"], run_dir).read_text())) == 2
+    )  # two persons scored
 
 
 def _bad_run(trained, tmp_path) -> Path:

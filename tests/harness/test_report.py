@@ -325,7 +325,7 @@ def test_qualitative_grid_from_saved_samples(results, tmp_path, monkeypatch):
     assert not any("qualitative" in note for note in summary.notes)
     (tmp_path / "person.png").unlink()
     summary = generate_report(results, tmp_path / "again", ["md"])
-    assert any("sample images missing" in note for note in summary.notes)
+    assert any("sample images are not on this machine" in note for note in summary.notes)
 
 
 def test_severity_curve_needs_two_severities(tmp_path):
