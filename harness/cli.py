@@ -183,11 +183,13 @@ def _run_verdicts(outcomes) -> list[str]:
     (one seed: the difference only, no test; `harness report` pairs seeds across runs)."""
     from dataclasses import asdict
 
-    from harness.report.interpret import _is_evaluated, _variant
+    from harness.report.interpret import RANDOM_FACTORS, _cell, _is_evaluated, _variant
     from harness.verdict import paired_verdicts
 
     records = [asdict(record) for outcome in outcomes for record in outcome.records]
-    return [verdict.text() for verdict in paired_verdicts(records, _is_evaluated, _variant)]
+    return [
+        verdict.text() for verdict in paired_verdicts(records, _is_evaluated, _variant, _cell, RANDOM_FACTORS)
+    ]
 
 
 @app.command()

@@ -36,8 +36,11 @@ class Verdict:
     metric: str
     candidate: str
     baseline: str
-    differences: tuple[float, ...]  # candidate - baseline, one per shared seed
+    differences: tuple[float, ...]  # candidate - baseline, one per shared cell
     higher_is_better: bool | None  # None: the records declare no direction, so no better/worse
+    # The cell of each difference: (seed, then the value of each of `factors`), e.g. (3, 1001).
+    cells: tuple[tuple, ...] = ()
+    factors: tuple[str, ...] = ()  # random factors besides the seed (the report's RANDOM_FACTORS)
 
     @property
     def mean(self) -> float:
@@ -56,14 +59,37 @@ class Verdict:
         t = self.mean / (self.std / math.sqrt(n))
         return float(2 * stats.t.sf(abs(t), df=n - 1))
 
-    def text(self) -> str:
+    def factor_means(self) -> list[float]:
+        """The mean difference per draw of the random factors (e.g. per starting checkpoint)."""
+        groups: dict[tuple, list[float]] = {}
+        for cell, value in zip(self.cells, self.differences, strict=True):
+            groups.setdefault(tuple(cell[1:]), []).append(value)
+        return [float(np.mean(v)) for _, v in sorted(groups.items(), key=lambda item: repr(item[0]))]
+
+    @property
+    def factor_p_value(self) -> float | None:
+        """The t-test with each random-factor draw as the unit (its cells averaged first): the conservative
+        test when cells sharing a checkpoint are not independent; None with fewer than two draws."""
+        means = self.factor_means()
+        if len(means) < 2 or float(np.std(means, ddof=1)) == 0.0:
+            return None
+        return float(stats.ttest_1samp(means, 0.0).pvalue)
+
+    def _pairing(self) -> str:
         n = len(self.differences)
+        draws = len(self.factor_means()) if self.factors else 1
+        if draws < 2:
+            return f"paired over {n} seed{'s' * (n > 1)}"
+        seeds = len({cell[0] for cell in self.cells})
+        return f"paired over {n} cells: {seeds} seeds x {draws} {'/'.join(self.factors)}"
+
+    def text(self) -> str:
         # Enough decimals for two significant digits of the smaller of the two (NME differences are ~1e-3).
         scale = max(self.std, abs(self.mean) * 0.1, 1e-4)
         d = max(3, 1 - math.floor(math.log10(scale)))
         head = (
             f"{self.task}/{self.dataset}/{self.backbone}: {self.candidate} − {self.baseline} on {self.split} "
-            f"{self.metric}: {self.mean:+.{d}f} ± {self.std:.{d}f} (paired over {n} seed{'s' * (n > 1)}"
+            f"{self.metric}: {self.mean:+.{d}f} ± {self.std:.{d}f} ({self._pairing()}"
         )
         p = self.p_value
         if p is None:
@@ -76,6 +102,10 @@ class Verdict:
             judgement = f"{self.candidate} {'better' if better else 'worse'}, p={p:.3f}"
         else:
             judgement = f"no significant difference, p={p:.3f}"
+        factor_p = self.factor_p_value
+        if factor_p is not None:
+            draws = len(self.factor_means())
+            judgement += f"; over the {draws} {'/'.join(self.factors)} means: p={factor_p:.3f}"
         return f"{head}; {judgement})"
 
 
@@ -92,6 +122,8 @@ def paired_verdicts(
     records: list[dict[str, Any]],
     is_evaluated: Callable[[dict[str, Any]], bool],
     variant: Callable[[dict[str, Any]], dict[str, Any]],
+    cell: Callable[[dict[str, Any]], tuple] = lambda r: (int(r.get("seed", 0)),),
+    factors: tuple[str, ...] = (),
 ) -> list[Verdict]:
     """Verdicts per (task, dataset, backbone, config variant, split) where the method under study and a
     baseline share seeds.
@@ -101,9 +133,11 @@ def paired_verdicts(
             (harness/roles.py).
         is_evaluated: whether a record is of the network a method deploys (ENet, not GNet).
         variant: the record's config minus what does not change a number (seeds pool within a variant).
+        cell: which draw a record is, (seed, *values of `factors`): methods pair within a cell.
+        factors: the names of the random factors in a cell after the seed.
     """
     roles: dict[str, str | None] = {}
-    groups: dict[tuple, dict[tuple[str, str], dict[int, float]]] = {}
+    groups: dict[tuple, dict[tuple[str, str], dict[tuple, float]]] = {}
     directions: dict[tuple, bool] = {}
     for r in complete_records(records):
         if r.get("status") != "ok" or not is_evaluated(r):
@@ -125,7 +159,7 @@ def paired_verdicts(
         roles[method] = r.get("method_role")
         own = ((r.get("config") or {}).get("method_args") or {}).get(method) or {}
         arm = (method, json.dumps(own, sort_keys=True))  # D-Slope with other weights is another arm
-        groups.setdefault(key, {}).setdefault(arm, {})[int(r.get("seed", 0))] = float(value)
+        groups.setdefault(key, {}).setdefault(arm, {})[cell(r)] = float(value)
         declared = (r.get("higher_is_better") or {}).get(metric)
         directions[key] = declared if isinstance(declared, bool) else None
     baselines = [m for role in _COMPARED_ROLES for m in sorted(m for m in roles if roles[m] == role)]
@@ -135,11 +169,11 @@ def paired_verdicts(
         labels = _arm_labels(list(candidates))
         for arm, candidate_seeds in sorted(candidates.items(), key=lambda item: labels[item[0]]):
             for baseline in baselines:
-                baseline_seeds: dict[int, float] = {}
+                baseline_seeds: dict[tuple, float] = {}
                 for other, seeds in arms.items():
                     if other[0] == baseline:
                         baseline_seeds.update(seeds)
-                shared = sorted(set(candidate_seeds) & set(baseline_seeds))
+                shared = sorted(set(candidate_seeds) & set(baseline_seeds), key=repr)
                 if not shared:
                     continue
                 task, dataset, backbone, split, metric, _ = key
@@ -154,6 +188,8 @@ def paired_verdicts(
                         baseline,
                         tuple(candidate_seeds[s] - baseline_seeds[s] for s in shared),
                         directions[key],
+                        tuple(shared),
+                        factors,
                     )
                 )
     return verdicts

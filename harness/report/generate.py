@@ -9,10 +9,11 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.report.figures import write_figures
-from harness.report.interpret import _is_evaluated, _variant
+from harness.report.interpret import RANDOM_FACTORS, _cell, _is_evaluated, _variant
 from harness.report.policy import load_policy
 from harness.report.records import Filter, apply_filters, load_records
 from harness.report.severity import severity_tables, table_records
+from harness.report.spread import spread_lines, write_spread
 from harness.report.tables import build_tables
 from harness.report.writers import to_markdown, write_tables
 from harness.verdict import paired_verdicts
@@ -94,11 +95,15 @@ def generate_report(
     tables = main + severity_tables(records)  # metric vs. occlusion severity (harness/report/severity.py)
     summary.tables = write_tables(tables, summary.failed, out_dir / "tables", formats)
     summary.markdown = [to_markdown(t) for t in tables]
-    verdicts = paired_verdicts(table_records(records), _is_evaluated, _variant)
+    verdicts = paired_verdicts(table_records(records), _is_evaluated, _variant, _cell, RANDOM_FACTORS)
     summary.verdicts = [v.text() for v in verdicts]
     if summary.verdicts:
         (out_dir / "tables" / "verdicts.md").write_text("".join(f"- {line}\n" for line in summary.verdicts))
         summary.tables.append(out_dir / "tables" / "verdicts.md")
+    spread = spread_lines(table_records(records), verdicts, _is_evaluated, _cell)
+    written = write_spread(spread, RANDOM_FACTORS, out_dir / "tables")
+    if written is not None:
+        summary.tables.append(written)
     ok = [r for r in records if r.get("status") == "ok"]
     summary.figures = write_figures(main, ok, out_dir / "figures", summary.notes)
     return summary

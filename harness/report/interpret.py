@@ -12,13 +12,26 @@ from harness.report.records import _flatten
 
 # Config keys that never change a number, so runs differing only in them pool as seeds of one row.
 _NOT_A_VARIANT = ("seed", "device", "output")
+# Draws of a random factor besides the run seed: the embedded pretraining seed picks the starting checkpoint.
+# Runs differing in them pool like seeds; paired comparisons pair within each (seed, factor...) cell.
+RANDOM_FACTORS = ("pretrain.seed",)
 
 
 def _variant(record: dict[str, Any]) -> dict[str, Any]:
     """The flattened config minus what does not change a number: runs with equal variants pool as seeds."""
     flat = _flatten(record.get("config") or {})
     per_seed = record.get("prerequisite_key")  # e.g. the teacher run of the same seed: not a variant
-    return {k: v for k, v in flat.items() if k.split(".")[0] not in _NOT_A_VARIANT and k != per_seed}
+    return {
+        k: v
+        for k, v in flat.items()
+        if k.split(".")[0] not in _NOT_A_VARIANT and k != per_seed and k not in RANDOM_FACTORS
+    }
+
+
+def _cell(record: dict[str, Any]) -> tuple:
+    """Which draw a run is: (seed, then each random factor's value); runs of two methods pair by it."""
+    flat = _flatten(record.get("config") or {})
+    return (int(record.get("seed", 0)), *(flat.get(k) for k in RANDOM_FACTORS))
 
 
 def _split_order(split: str, role: str | None) -> tuple[int, str]:
