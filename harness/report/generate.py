@@ -100,7 +100,7 @@ def generate_report(
     if summary.verdicts:
         (out_dir / "tables" / "verdicts.md").write_text("".join(f"- {line}\n" for line in summary.verdicts))
         summary.tables.append(out_dir / "tables" / "verdicts.md")
-    spread = spread_lines(table_records(records), verdicts, _is_evaluated, _cell)
+    spread = spread_lines(table_records(records), verdicts, _is_evaluated, _cell, _variant)
     written = write_spread(spread, RANDOM_FACTORS, out_dir / "tables")
     if written is not None:
         summary.tables.append(written)

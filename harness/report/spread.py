@@ -7,6 +7,7 @@ same checkpoint sees only the second. Written only when the records hold at leas
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,10 @@ def spread_lines(
     verdicts: list[Verdict],
     is_evaluated: Callable[[dict[str, Any]], bool],
     cell: Callable[[dict[str, Any]], tuple],
+    variant: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> list[str]:
-    """Markdown rows: each evaluated method's primary metric, then each verdict's difference."""
+    """Markdown rows: each evaluated method's primary metric (per config variant), then each verdict's
+    difference. Only groups with at least two draws of a random factor get a row."""
     groups: dict[tuple, tuple[list[tuple], list[float]]] = {}
     for r in records:
         metric = r.get("primary_metric")
@@ -52,10 +55,19 @@ def spread_lines(
         what = (
             f"{r.get('task')}/{r.get('dataset')}/{r.get('backbone')} {r.get('method')} ({r.get('network')})"
         )
-        cells, values = groups.setdefault((what, str(r.get("split")), str(metric)), ([], []))
+        setting = json.dumps(variant(r), sort_keys=True, default=str)
+        cells, values = groups.setdefault((what, setting, str(r.get("split")), str(metric)), ([], []))
         cells.append(cell(r))
         values.append(float(value))
-    rows = [(key, components(*groups[key])) for key in sorted(groups)]
+    parts = {key: components(*groups[key]) for key in sorted(groups)}
+    settings: dict[str, set[str]] = {}
+    for what, setting, _, _ in (key for key, value in parts.items() if value is not None):
+        settings.setdefault(what, set()).add(setting)
+    rows = [
+        ((what + _setting_label(setting, settings[what]), split, metric), value)
+        for (what, setting, split, metric), value in parts.items()
+        if value is not None
+    ]
     for v in verdicts:
         what = f"{v.task}/{v.dataset}/{v.backbone} {v.candidate} − {v.baseline}"
         rows.append(((what, v.split, v.metric), components(list(v.cells), list(v.differences))))
@@ -65,6 +77,18 @@ def spread_lines(
         if parts is not None
         for mean, between, within, draws, seeds in [parts]
     ]
+
+
+def _setting_label(setting: str, all_settings: set[str]) -> str:
+    """' [key=value, ...]' naming the config keys that set this variant apart, '' when it is the only one."""
+    if len(all_settings) < 2:
+        return ""
+    trees = [json.loads(s) for s in sorted(all_settings)]
+    mine = json.loads(setting)
+    keys = sorted(
+        {k for t in trees for k in t if len({json.dumps(u.get(k), default=str) for u in trees}) > 1}
+    )
+    return " [" + ", ".join(f"{k}={mine.get(k)}" for k in keys) + "]"
 
 
 def write_spread(lines: list[str], factors: tuple[str, ...], out: Path) -> Path | None:
