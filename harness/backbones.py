@@ -1,13 +1,21 @@
 """Backbones: timm models with `features_only=True`, one feature map out, named stage taps for D-Slope.
 
-A backbone family declares, in one place, which feature the head reads and which modules are tapped
-for the mutual feature loss. Any other timm model works through `timm:<name>`: it falls back to its
-deepest `features_only` output and taps every feature module.
+A backbone family declares, in one place, which feature the head reads, which modules are tapped
+for the mutual feature loss and which of timm's pretrained tags `model.pretrained: imagenet` loads. Any
+other timm model works through `timm:<name>`: it falls back to its deepest `features_only` output, taps
+every feature module and starts from timm's default tag.
+
+Starting weights (ImageNet, or any local file) are loaded all or nothing: a file that lacks a tensor the
+backbone has, or holds one of another shape, is refused with the first such key before anything is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import timm
@@ -17,6 +25,7 @@ from torch import nn
 from harness.errors import CheckpointError, ConfigError
 from harness.io import safe_torch_load
 from harness.registry import BACKBONES
+from harness.weights import KEYWORDS, declare_imagenet, timm_weights
 
 
 @dataclass(frozen=True)
@@ -27,14 +36,24 @@ class Family:
     head_stride: int | None = None  # take the feature of this stride; None = the deepest
     timm_kwargs: dict = field(default_factory=dict)
     fixed_input: bool = False  # built for one input size (ViT position embeddings): pass img_size
+    imagenet_tag: str | None = None  # timm's pretrained tag `imagenet` loads; None: timm's default tag
 
 
 FAMILIES: dict[str, Family] = {
     # HRNet: the fused stride-4 branch feeds the head (as in the original pose HRNet); the three
     # multi-resolution stages are the taps. feature_location="" skips the classification incre-modules.
-    "hrnet": Family(taps=("stage2", "stage3", "stage4"), head_stride=4, timm_kwargs={"feature_location": ""}),
+    # ImageNet: ms_in1k, the HRNet authors' own ImageNet weights (HRNet-Image-Classification), which the
+    # pose and facial-landmark HRNet repos start from.
+    "hrnet": Family(
+        taps=("stage2", "stage3", "stage4"),
+        head_stride=4,
+        timm_kwargs={"feature_location": ""},
+        imagenet_tag="ms_in1k",
+    ),  # fmt: skip
     # SimpleBaseline: the deepest ResNet feature, deconvolved by the head; taps on the four stages.
-    "resnet": Family(taps=("layer1", "layer2", "layer3", "layer4")),
+    # ImageNet: tv_in1k, torchvision's weights (resnet50-19c8e357.pth), which SimpleBaseline and the HRNet
+    # repo start from (timm's default a1_in1k is a later recipe).
+    "resnet": Family(taps=("layer1", "layer2", "layer3", "layer4"), imagenet_tag="tv_in1k"),
     # Plain ViT, ViTPose-style: the last block's stride-16 tokens, deconvolved twice by the head; taps on
     # the blocks timm exposes as features.
     "vit": Family(taps=None, fixed_input=True),
@@ -69,6 +88,12 @@ class Backbone(nn.Module):
             self.body = timm.create_model(timm_name, pretrained=False, features_only=True, **kwargs)
         except RuntimeError as err:  # timm's "Unknown model" error
             raise ConfigError(f"model.backbone: timm has no model '{timm_name}' ({err})") from None
+        if pretrained:
+            # Through timm's own loader, which adapts what differs by design (ViT position embeddings
+            # resampled to this input size, the classifier dropped); completeness is checked first.
+            self.body = _timm_features_with_weights(
+                timm_name, kwargs, self.body, Path(pretrained), adapts_shapes=family.fixed_input
+            )
         info = self.body.feature_info
         strides = info.reduction()
         index = strides.index(family.head_stride) if family.head_stride in strides else len(strides) - 1
@@ -81,37 +106,152 @@ class Backbone(nn.Module):
         self.tap_names = tuple(n if n in modules else f"model.{n}" for n in names)
         missing = [name for name in self.tap_names if name not in modules]
         assert not missing, f"taps {missing} not found in {timm_name}"
-        if pretrained:
-            load_backbone_weights(self.body, Path(pretrained))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)[self.out_index]
 
 
-def load_backbone_weights(body: nn.Module, path: Path) -> None:
-    """Load local backbone weights (e.g. ImageNet) safely; never downloads."""
+def read_weights(path: Path, what: str = "model.pretrained") -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, read without running pickled code: safetensors, or torch.load with
+    weights_only=True. A checkpoint's `state_dict` / `model` entry (mmengine, the Swin release) and
+    DataParallel's `module.` prefix are unwrapped, as timm's and mmengine's loaders do.
+
+    Raises:
+        CheckpointError: missing, corrupt, unsafe, or holding no tensors.
+    """
+    path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"model.pretrained: file not found: {path} (weights are never downloaded)")
-    state = safe_torch_load(path, "model.pretrained")
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise CheckpointError(f"model.pretrained: {path} holds a {type(state).__name__}, not a state dict")
-    own = body.state_dict()
-    # Whole-model checkpoints (mmpose, mmpretrain) name the backbone's tensors "backbone.<name>".
+        expected = f"a weights file or one of {', '.join(KEYWORDS)}"
+        raise CheckpointError(f"{what}: file not found: {path} (expected {expected})")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(path)
+        except Exception as err:  # noqa: BLE001  (safetensors raises its own error type for bad files)
+            raise CheckpointError(f"{what} {path} is corrupt: {str(err).splitlines()[0]}") from None
+    else:
+        state = safe_torch_load(path, what)
+    if isinstance(state, dict):
+        inner = next((state[k] for k in ("state_dict", "model") if isinstance(state.get(k), dict)), None)
+        state = inner if inner is not None else state
+    items = state.items() if isinstance(state, dict) else ()
+    tensors = {k: v for k, v in items if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{what}: {path} holds no tensors (a {type(state).__name__}, not a state dict)")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
+    return tensors
+
+
+def backbone_part(state: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor], name=lambda k: k) -> dict:
+    """A whole-model checkpoint (mmpose, mmpretrain, RTMDet) names the backbone's tensors `backbone.<name>`:
+    keep those, prefix stripped, when they cover more of the backbone than the file's plain names."""
     stripped = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-    if len(stripped.keys() & own.keys()) > len(state.keys() & own.keys()):
-        state = stripped
-    mismatched = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if mismatched:
-        first = mismatched[0]
+    wanted = {name(k) for k in own}
+    return stripped if len(wanted & stripped.keys()) > len(wanted & state.keys()) else state
+
+
+def check_complete(
+    own: Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor],
+    path: Path,
+    *,
+    name: Callable[[str], str] = lambda k: k,
+    keep_initialised: tuple[str, ...] = (),
+    shapes: bool = True,
+) -> None:
+    """Refuse, before anything is loaded, a file that does not hold every tensor of the backbone.
+
+    Args:
+        own: the backbone's state dict.
+        state: the file's tensors.
+        path: the file (for the message).
+        name: the file's name for one of the backbone's keys.
+        keep_initialised: key prefixes the reference loader leaves at their initialisation too (declared per
+            backbone, e.g. an output norm the classification checkpoint has no counterpart of).
+        shapes: also compare shapes (off where the loader adapts them, e.g. ViT position embeddings).
+
+    Raises:
+        CheckpointError: naming the first missing or differently shaped tensor.
+    """
+    # BatchNorm's step counter is not a weight; torch fills it in when a file lacks it.
+    needed = [k for k in own if not k.endswith("num_batches_tracked") and not k.startswith(keep_initialised)]
+    missing = [k for k in needed if name(k) not in state]
+    unfit = f"model.pretrained: {path} does not fit the backbone"
+    if missing:
         raise CheckpointError(
-            f"model.pretrained: {path} does not fit the backbone: {len(mismatched)} tensors differ in shape "
-            f"(first: {first} {tuple(state[first].shape)} vs {tuple(own[first].shape)})"
+            f"{unfit}: {len(missing)} of its {len(needed)} tensors are not in the file "
+            f"(first: {missing[0]}); nothing was loaded"
         )
-    result = body.load_state_dict(state, strict=False)
-    matched = len(own) - len(result.missing_keys)
-    if matched == 0:
-        raise CheckpointError(f"model.pretrained: no tensor of {path} matches the backbone")
+    wrong = [k for k in needed if shapes and tuple(state[name(k)].shape) != tuple(own[k].shape)]
+    if wrong:
+        first = wrong[0]
+        raise CheckpointError(
+            f"{unfit}: {len(wrong)} tensors differ in shape (first: {first} "
+            f"{tuple(state[name(first)].shape)} in the file vs {tuple(own[first].shape)}); nothing was loaded"
+        )
+
+
+def load_backbone_weights(
+    body: nn.Module,
+    path: Path,
+    *,
+    convert: Callable[[dict], dict] | None = None,
+    keep_initialised: tuple[str, ...] = (),
+) -> None:
+    """Load a weights file into `body`, all tensors or none; never downloads.
+
+    Args:
+        body: the backbone's module.
+        path: a weights file (a plain state dict, or a whole model's with `backbone.` keys).
+        convert: turns a file in another codebase's naming into the body's (e.g. the Swin release's).
+        keep_initialised: see `check_complete`.
+
+    Raises:
+        CheckpointError: unreadable, unsafe, or not holding every tensor of `body` in its shape.
+    """
+    path = Path(path)
+    state = read_weights(path)
+    state = backbone_part(convert(state) if convert else state, body.state_dict())
+    own = body.state_dict()
+    check_complete(own, state, path, keep_initialised=keep_initialised)
+    body.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
+
+
+def _features_name(key: str) -> str:
+    """The full model's name of a features_only key (timm's FeatureGetterNet wraps the model as `model`)."""
+    return key.removeprefix("model.")
+
+
+@contextlib.contextmanager
+def _quiet_timm_loader() -> Iterator[None]:
+    """timm warns about every classifier tensor a features_only backbone does not use: expected here."""
+    logger = logging.getLogger("timm.models._builder")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _timm_features_with_weights(
+    timm_name: str, kwargs: dict, body: nn.Module, path: Path, *, adapts_shapes: bool
+) -> nn.Module:
+    """`body` rebuilt by timm from the file's tensors, after checking the file holds all of them
+    (`adapts_shapes`: timm resamples position embeddings to the input size, so shapes are its to check)."""
+    state = backbone_part(read_weights(path), body.state_dict(), _features_name)
+    check_complete(body.state_dict(), state, path, name=_features_name, shapes=not adapts_shapes)
+    try:
+        with _quiet_timm_loader():
+            return timm.create_model(
+                timm_name, pretrained=True, features_only=True, pretrained_cfg_overlay={"state_dict": state},
+                **kwargs,
+            )  # fmt: skip
+    except RuntimeError as err:  # torch's "size mismatch for <key>: ..." after timm's adaptation
+        lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line] or [str(err)]
+        raise CheckpointError(f"model.pretrained: {path} does not fit the backbone: {lines[0]}") from None
 
 
 def create_backbone(
@@ -136,6 +276,7 @@ def _register(name: str, family: str) -> None:
         return Backbone(name, FAMILIES[family], pretrained, input_size)
 
     factory.__doc__ = f"timm '{name}' read as the {family} family."
+    declare_imagenet(factory, partial(timm_weights, name, FAMILIES[family].imagenet_tag))
     BACKBONES.register(name)(factory)
 
 
