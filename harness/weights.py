@@ -52,22 +52,28 @@ class HubWeights:
             CheckpointError: not cached and not downloadable (one line: file, cache folder, alternative).
         """
         from huggingface_hub import constants, hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
+        from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
 
         reason = None
         for filename in self.filenames:
+            # Once the hub could not be reached (each try waits out its retries), look in the cache only.
+            cache_only = reason is not None and not isinstance(reason, RemoteEntryNotFoundError)
             try:
-                return Path(hf_hub_download(self.repo_id, filename, revision=self.revision))
+                path = hf_hub_download(
+                    self.repo_id, filename, revision=self.revision, local_files_only=cache_only
+                )
+                return Path(path)
             except EntryNotFoundError as err:  # not on the hub, or (offline) not cached: timm tries the next
                 reason = reason or err
             except Exception as err:  # noqa: BLE001  (network, HTTP, file-system errors: all say the same)
                 reason = reason or err
         cache = Path(constants.HF_HUB_CACHE) / f"models--{self.repo_id.replace('/', '--')}"
-        why = (
-            "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache"
-            if constants.HF_HUB_OFFLINE
-            else f"it is not cached and the hub cannot be reached ({type(reason).__name__})"
-        )
+        if constants.HF_HUB_OFFLINE:
+            why = "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache"
+        elif isinstance(reason, RemoteEntryNotFoundError):
+            why = f"the hub repo has none of {', '.join(self.filenames)}"
+        else:
+            why = f"it is not cached and the hub cannot be reached ({type(reason).__name__})"
         raise CheckpointError(
             f"model.pretrained: imagenet: timm's {self.model} weights ({self.filenames[0]} of "
             f"https://huggingface.co/{self.repo_id}) are unavailable: {why}; the cache folder is {cache} "
