@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness.backbones import load_backbone_weights
 from harness.errors import ConfigError
 from harness.mmpose_imports import import_mmpose_models, quiet_mmengine
 from harness.registry import BACKBONES
+from harness.weight_files import load_backbone_weights
 from harness.weights import NoWeights, UrlWeights, declare_imagenet
 
 OPENMMLAB = "https://download.openmmlab.com"

@@ -9,7 +9,7 @@ factory's `imagenet` attribute); one without published ImageNet weights (FAN, Li
 
 Only `imagenet` ever downloads, only a file missing from the cache, and before any training: a fetch that
 cannot happen fails with the file or URL, the cache folder it belongs in and the `model.pretrained=/path`
-alternative. The files are read here (`harness.backbones.read_weights`), not by the libraries' loaders:
+alternative. The files are read here (`harness/weight_files.py`), not by the libraries' loaders:
 torch.hub's `load_state_dict_from_url`, which mmengine calls, unpickles with weights_only=False.
 """
 

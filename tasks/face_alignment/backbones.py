@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.backbones import FAMILIES, Backbone, load_backbone_weights
+from harness.backbones import FAMILIES, Backbone
 from harness.errors import ConfigError
 from harness.registry import BACKBONES
+from harness.weight_files import load_backbone_weights
 from harness.weights import NoWeights, declare_imagenet, timm_weights
 
 FAN_IMAGENET = NoWeights(
