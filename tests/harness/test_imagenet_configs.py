@@ -86,3 +86,31 @@ def test_a_run_without_its_imagenet_weights_stops_before_training_in_one_line(
     assert lines[1].startswith("error: model.pretrained: imagenet: timm's")
     assert "hrnet_w18_small.ms_in1k" in lines[1] and "model.pretrained=/path/to/model.safetensors" in lines[1]
     assert not list((tmp_path / "work").glob("*")) and not list((tmp_path / "results").rglob("*.json"))
+
+
+def test_a_run_from_imagenet_weights_records_their_source_file_and_digest(offline_hub, tiny_pose_overrides):
+    """End to end: `imagenet` found in the hub cache and loaded before training; every record states it."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from harness.cache import file_digest
+    from harness.config import load_config
+    from harness.run import run_experiment
+
+    snapshot = offline_hub / "models--timm--hrnet_w18_small.ms_in1k" / "snapshots" / ("b" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("b" * 40)
+    torch.manual_seed(0)
+    state = timm.create_model("hrnet_w18_small").state_dict()
+    save_file(state, snapshot / "model.safetensors")
+    overrides = [*tiny_pose_overrides, "model.pretrained=imagenet", "method=dslope"]
+    outcome = run_experiment(load_config(CONFIG_ROOT / "pose" / "tiny.yaml", overrides))
+    assert len(outcome.records) == 3  # ENet on both splits, GNet on clean
+    for record in outcome.records:
+        assert record.data["pretrained"] == {
+            "source": "imagenet", "library": "timm", "tag": "hrnet_w18_small.ms_in1k",
+            "url": "https://huggingface.co/timm/hrnet_w18_small.ms_in1k", "file": "model.safetensors",
+            "sha256": file_digest(snapshot / "model.safetensors"),
+        }  # fmt: skip
