@@ -5,11 +5,11 @@ timm's pretrained tag for that architecture (timm's own `pretrained_cfg`: the Hu
 cached under $HF_HOME/hub; HF_HUB_OFFLINE=1 reads the cache only), an `mmpose:*` backbone to the checkpoint
 URL its mmpose config's `init_cfg` names (cached where mmengine caches it, torch hub's
 $TORCH_HOME/hub/checkpoints). Each registered backbone declares its source in the file that defines it (the
-factory's `imagenet` attribute); one without published ImageNet weights (FAN, LiteHRNet) says why in one line.
+factory's `imagenet` attribute); one without published ImageNet weights (e.g. LiteHRNet) says why in one line.
 
 Only `imagenet` ever downloads, only a file missing from the cache, and before any training: a fetch that
 cannot happen fails with the file or URL, the cache folder it belongs in and the `model.pretrained=/path`
-alternative. The files are read here (`harness/weight_files.py`), not by the libraries' loaders:
+alternative. The files are read by `harness/weight_files.py`, not by the libraries' loaders:
 torch.hub's `load_state_dict_from_url`, which mmengine calls, unpickles with weights_only=False.
 """
 
