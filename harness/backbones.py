@@ -1,13 +1,21 @@
 """Backbones: timm models with `features_only=True`, one feature map out, named stage taps for D-Slope.
 
-A backbone family declares, in one place, which feature the head reads and which modules are tapped
-for the mutual feature loss. Any other timm model works through `timm:<name>`: it falls back to its
-deepest `features_only` output and taps every feature module.
+A backbone family declares, in one place, which feature the head reads, which modules are tapped
+for the mutual feature loss and which of timm's pretrained tags `model.pretrained: imagenet` loads. Any
+other timm model works through `timm:<name>`: it falls back to its deepest `features_only` output, taps
+every feature module and starts from timm's default tag.
+
+Starting weights (ImageNet, or any local file) are loaded all or nothing: a file that lacks a tensor the
+backbone has, or holds one of another shape, is refused with the first such key before anything is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import timm
@@ -15,8 +23,9 @@ import torch
 from torch import nn
 
 from harness.errors import CheckpointError, ConfigError
-from harness.io import safe_torch_load
 from harness.registry import BACKBONES
+from harness.weight_files import backbone_part, check_complete, read_weights
+from harness.weights import declare_imagenet, timm_weights
 
 
 @dataclass(frozen=True)
@@ -27,14 +36,24 @@ class Family:
     head_stride: int | None = None  # take the feature of this stride; None = the deepest
     timm_kwargs: dict = field(default_factory=dict)
     fixed_input: bool = False  # built for one input size (ViT position embeddings): pass img_size
+    imagenet_tag: str | None = None  # timm's pretrained tag `imagenet` loads; None: timm's default tag
 
 
 FAMILIES: dict[str, Family] = {
     # HRNet: the fused stride-4 branch feeds the head (as in the original pose HRNet); the three
     # multi-resolution stages are the taps. feature_location="" skips the classification incre-modules.
-    "hrnet": Family(taps=("stage2", "stage3", "stage4"), head_stride=4, timm_kwargs={"feature_location": ""}),
+    # ImageNet: ms_in1k, the HRNet authors' own ImageNet weights (HRNet-Image-Classification), which the
+    # pose and facial-landmark HRNet repos start from.
+    "hrnet": Family(
+        taps=("stage2", "stage3", "stage4"),
+        head_stride=4,
+        timm_kwargs={"feature_location": ""},
+        imagenet_tag="ms_in1k",
+    ),  # fmt: skip
     # SimpleBaseline: the deepest ResNet feature, deconvolved by the head; taps on the four stages.
-    "resnet": Family(taps=("layer1", "layer2", "layer3", "layer4")),
+    # ImageNet: tv_in1k, torchvision's weights (resnet50-19c8e357.pth), which SimpleBaseline and the HRNet
+    # repo start from (timm's default a1_in1k is a later recipe).
+    "resnet": Family(taps=("layer1", "layer2", "layer3", "layer4"), imagenet_tag="tv_in1k"),
     # Plain ViT, ViTPose-style: the last block's stride-16 tokens, deconvolved twice by the head; taps on
     # the blocks timm exposes as features.
     "vit": Family(taps=None, fixed_input=True),
@@ -69,6 +88,12 @@ class Backbone(nn.Module):
             self.body = timm.create_model(timm_name, pretrained=False, features_only=True, **kwargs)
         except RuntimeError as err:  # timm's "Unknown model" error
             raise ConfigError(f"model.backbone: timm has no model '{timm_name}' ({err})") from None
+        if pretrained:
+            # Through timm's own loader, which adapts what differs by design (ViT position embeddings
+            # resampled to this input size, the classifier dropped); completeness is checked first.
+            self.body = _timm_features_with_weights(
+                timm_name, kwargs, self.body, Path(pretrained), adapts_shapes=family.fixed_input
+            )
         info = self.body.feature_info
         strides = info.reduction()
         index = strides.index(family.head_stride) if family.head_stride in strides else len(strides) - 1
@@ -81,37 +106,44 @@ class Backbone(nn.Module):
         self.tap_names = tuple(n if n in modules else f"model.{n}" for n in names)
         missing = [name for name in self.tap_names if name not in modules]
         assert not missing, f"taps {missing} not found in {timm_name}"
-        if pretrained:
-            load_backbone_weights(self.body, Path(pretrained))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)[self.out_index]
 
 
-def load_backbone_weights(body: nn.Module, path: Path) -> None:
-    """Load local backbone weights (e.g. ImageNet) safely; never downloads."""
-    if not path.is_file():
-        raise CheckpointError(f"model.pretrained: file not found: {path} (weights are never downloaded)")
-    state = safe_torch_load(path, "model.pretrained")
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise CheckpointError(f"model.pretrained: {path} holds a {type(state).__name__}, not a state dict")
-    own = body.state_dict()
-    # Whole-model checkpoints (mmpose, mmpretrain) name the backbone's tensors "backbone.<name>".
-    stripped = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-    if len(stripped.keys() & own.keys()) > len(state.keys() & own.keys()):
-        state = stripped
-    mismatched = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if mismatched:
-        first = mismatched[0]
-        raise CheckpointError(
-            f"model.pretrained: {path} does not fit the backbone: {len(mismatched)} tensors differ in shape "
-            f"(first: {first} {tuple(state[first].shape)} vs {tuple(own[first].shape)})"
-        )
-    result = body.load_state_dict(state, strict=False)
-    matched = len(own) - len(result.missing_keys)
-    if matched == 0:
-        raise CheckpointError(f"model.pretrained: no tensor of {path} matches the backbone")
+def _features_name(key: str) -> str:
+    """The full model's name of a features_only key (timm's FeatureGetterNet wraps the model as `model`)."""
+    return key.removeprefix("model.")
+
+
+@contextlib.contextmanager
+def _quiet_timm_loader() -> Iterator[None]:
+    """timm warns about every classifier tensor a features_only backbone does not use: expected here."""
+    logger = logging.getLogger("timm.models._builder")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _timm_features_with_weights(
+    timm_name: str, kwargs: dict, body: nn.Module, path: Path, *, adapts_shapes: bool
+) -> nn.Module:
+    """`body` rebuilt by timm from the file's tensors, after checking the file holds all of them
+    (`adapts_shapes`: timm resamples position embeddings to the input size, so shapes are its to check)."""
+    state = backbone_part(read_weights(path), body.state_dict(), _features_name)
+    check_complete(body.state_dict(), state, path, name=_features_name, shapes=not adapts_shapes)
+    try:
+        with _quiet_timm_loader():
+            return timm.create_model(
+                timm_name, pretrained=True, features_only=True, pretrained_cfg_overlay={"state_dict": state},
+                **kwargs,
+            )  # fmt: skip
+    except RuntimeError as err:  # torch's "size mismatch for <key>: ..." after timm's adaptation
+        lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line] or [str(err)]
+        raise CheckpointError(f"model.pretrained: {path} does not fit the backbone: {lines[0]}") from None
 
 
 def create_backbone(
@@ -136,6 +168,7 @@ def _register(name: str, family: str) -> None:
         return Backbone(name, FAMILIES[family], pretrained, input_size)
 
     factory.__doc__ = f"timm '{name}' read as the {family} family."
+    declare_imagenet(factory, partial(timm_weights, name, FAMILIES[family].imagenet_tag))
     BACKBONES.register(name)(factory)
 
 

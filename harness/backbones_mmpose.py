@@ -9,10 +9,12 @@ four stages; Swin the last block of each of its four stages (token tensors, batc
 
 The config dicts are written here from the published architecture hyper-parameters of mmpose's COCO
 top-down configs (widths, depths, heads, windows, drop-path rates), with two deliberate changes: plain BN
-instead of SyncBN (one process; DDP converts), and no `init_cfg` checkpoint (nothing is downloaded): the
-weights start from each backbone's own `init_weights()`, as mmpose's runner does, and `model.pretrained`
-loads a local file. The names are registered even without the extra, so `harness list` shows them; building
-one without it is a one-line ConfigError.
+instead of SyncBN (one process; DDP converts), and no `init_cfg` in the dict: the weights start from each
+backbone's own `init_weights()`, as mmpose's runner does, and then from `model.pretrained`. Each `Arch`
+names the mmpose config it follows (`reference`) and the checkpoint URL that config's `init_cfg` names,
+which `model.pretrained: imagenet` fetches into mmengine's cache (harness/weights.py; a test checks every
+URL against the installed mmpose's configs). The names are registered even without the extra, so
+`harness list` shows them; building one without it is a one-line ConfigError.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness.backbones import load_backbone_weights
 from harness.errors import ConfigError
 from harness.mmpose_imports import import_mmpose_models, quiet_mmengine
 from harness.registry import BACKBONES
+from harness.weight_files import load_backbone_weights
+from harness.weights import NoWeights, UrlWeights, declare_imagenet
+
+OPENMMLAB = "https://download.openmmlab.com"
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,11 @@ class Arch:
     out_channels: int
     out_stride: int
     taps: tuple[Tap, ...]
+    reference: str  # the mmpose 1.3.2 config (under configs/body_2d_keypoint/) whose backbone this is
+    imagenet: UrlWeights | NoWeights  # the checkpoint that config's init_cfg names, or why there is none
     tokens: bool = False  # taps output batch × (H·W) × C tokens instead of batch × C × H × W
+    convert: str | None = None  # the naming of the ImageNet release when it is not mmpose's: "swin"
+    keep_initialised: tuple[str, ...] = ()  # key prefixes mmpose's loader leaves initialised too
 
 
 def _branches(channels: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
@@ -76,7 +85,12 @@ def _litehrnet(modules: tuple[int, int, int]) -> Arch:
         ),
     )
     taps = tuple(Tap(f"stage{i}", _branches(w)) for i, w in enumerate(widths))
-    return Arch(config, out_channels=40, out_stride=4, taps=taps)
+    depth = 18 if modules == (2, 4, 2) else 30
+    none = NoWeights(
+        "mmpose's LiteHRNet configs name no init_cfg checkpoint: LiteHRNet trains from scratch (Yu et al.)"
+    )
+    reference = f"topdown_heatmap/coco/td-hm_litehrnet-{depth}_8xb64-210e_coco-256x192.py"
+    return Arch(config, out_channels=40, out_stride=4, taps=taps, reference=reference, imagenet=none)
 
 
 def _hrnet_stages(
@@ -117,10 +131,14 @@ def _hrnet_w32() -> Arch:
     """The pose HRNet-W32 of Sun et al. (CVPR 2019), the D-Slope paper's main backbone: 4 blocks per branch,
     modules (1, 4, 3), the stride-4 branch of stage 4 to the head."""
     config = dict(type="HRNet", in_channels=3, extra=_hrnet_stages("BASIC", 32, 4, stem_blocks=4))
-    return Arch(config, out_channels=32, out_stride=4, taps=_hrnet_taps(32))
+    return Arch(
+        config, out_channels=32, out_stride=4, taps=_hrnet_taps(32),
+        reference="topdown_heatmap/coco/td-hm_hrnet-w32_8xb64-210e_coco-256x192.py",
+        imagenet=UrlWeights(f"{OPENMMLAB}/mmpose/pretrain_models/hrnet_w32-36af842e.pth"),
+    )  # fmt: skip
 
 
-def _hrformer(width: int, heads: tuple[int, ...], drop_path: float) -> Arch:
+def _hrformer(width: int, heads: tuple[int, ...], drop_path: float, size: str, checkpoint: str) -> Arch:
     """HRFormer-small / -base (Yuan et al., NeurIPS 2021): HRNet's layout with local-window transformer
     blocks (window 7, MLP ratio 4) in stages 2-4, modules (1, 4, 2), two blocks per branch."""
     extra = _hrnet_stages(
@@ -135,12 +153,18 @@ def _hrformer(width: int, heads: tuple[int, ...], drop_path: float) -> Arch:
     )
     extra.update(drop_path_rate=drop_path, with_rpe=True)
     config = dict(type="HRFormer", in_channels=3, norm_cfg=dict(type="BN", requires_grad=True), extra=extra)
-    return Arch(config, out_channels=width, out_stride=4, taps=_hrnet_taps(width))
+    return Arch(
+        config, out_channels=width, out_stride=4, taps=_hrnet_taps(width),
+        reference=f"topdown_heatmap/coco/td-hm_hrformer-{size}_8xb32-210e_coco-256x192.py",
+        imagenet=UrlWeights(f"{OPENMMLAB}/mmpose/pretrain_models/{checkpoint}"),
+    )  # fmt: skip
 
 
 def _cspnext_m() -> Arch:
     """CSPNeXt-m, RTMPose-m's backbone (Jiang et al., 2023): P5, deepen 0.67, widen 0.75, channel attention.
-    The head reads the stride-32, 768-channel stage 4 (RTMPose's SimCC head is replaced by the task's)."""
+    The head reads the stride-32, 768-channel stage 4 (RTMPose's SimCC head is replaced by the task's).
+    ImageNet: RTMDet's CSPNeXt-m (the one mmpose's heatmap CSPNeXt config starts from; RTMPose's own configs
+    start from a backbone already trained for pose on COCO + AIC, not an ImageNet initialisation)."""
     config = dict(
         type="CSPNeXt",
         arch="P5",
@@ -153,12 +177,19 @@ def _cspnext_m() -> Arch:
         act_cfg=dict(type="SiLU"),
     )
     taps = tuple(Tap(f"stage{i + 1}", ((c, 4 * 2**i),)) for i, c in enumerate((96, 192, 384, 768)))
-    return Arch(config, out_channels=768, out_stride=32, taps=taps)
+    checkpoint = "mmdetection/v3.0/rtmdet/cspnext_rsb_pretrain/cspnext-m_8xb256-rsb-a1-600e_in1k-ecb3bbd9.pth"
+    return Arch(
+        config, out_channels=768, out_stride=32, taps=taps,
+        reference="topdown_heatmap/coco/cspnext-m_udp_8xb256-210e_coco-256x192.py",
+        imagenet=UrlWeights(f"{OPENMMLAB}/{checkpoint}"),
+    )  # fmt: skip
 
 
 def _swin_t() -> Arch:
     """Swin-T (Liu et al., ICCV 2021): patch 4, window 7, depths (2, 2, 6, 2), heads (3, 6, 12, 24), as in
-    mmpose's top-down Swin configs; the head reads the normalised stride-32 feature."""
+    mmpose's top-down Swin configs; the head reads the normalised stride-32 feature. ImageNet: the Swin
+    authors' release, in their naming (converted with mmpose's `swin_converter`, as `convert_weights=True`
+    asks); it has no counterpart of the output norm `norm3`, which stays initialised, as in mmpose."""
     depths = (2, 2, 6, 2)
     config = dict(
         type="SwinTransformer",
@@ -179,14 +210,21 @@ def _swin_t() -> Arch:
     taps = tuple(
         Tap(f"stages.{i}.blocks.{depth - 1}", ((96 * 2**i, 4 * 2**i),)) for i, depth in enumerate(depths)
     )
-    return Arch(config, out_channels=768, out_stride=32, taps=taps, tokens=True)
+    release = (
+        "https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth"
+    )
+    return Arch(
+        config, out_channels=768, out_stride=32, taps=taps, tokens=True,
+        reference="topdown_heatmap/coco/td-hm_swin-t-p4-w7_8xb32-210e_coco-256x192.py",
+        imagenet=UrlWeights(release), convert="swin", keep_initialised=("norm3.",),
+    )  # fmt: skip
 
 
 ARCHS: dict[str, Arch] = {
     "litehrnet_18": _litehrnet((2, 4, 2)),
     "litehrnet_30": _litehrnet((3, 8, 3)),
-    "hrformer_small": _hrformer(32, (1, 2, 4, 8), drop_path=0.1),
-    "hrformer_base": _hrformer(78, (2, 4, 8, 16), drop_path=0.2),
+    "hrformer_small": _hrformer(32, (1, 2, 4, 8), 0.1, "small", "hrformer_small-09516375_20220226.pth"),
+    "hrformer_base": _hrformer(78, (2, 4, 8, 16), 0.2, "base", "hrformer_base-32815020_20220226.pth"),
     "hrnet_w32": _hrnet_w32(),
     "cspnext_m": _cspnext_m(),
     "swin_t": _swin_t(),
@@ -230,10 +268,23 @@ class MMPoseBackbone(nn.Module):
         missing = [tap for tap in self.tap_names if tap not in modules]
         assert not missing, f"taps {missing} not found in mmpose:{name}"
         if pretrained:
-            load_backbone_weights(self.body, Path(pretrained))
+            convert = _from_swin_release if arch.convert == "swin" else None
+            load_backbone_weights(
+                self.body, Path(pretrained), convert=convert, keep_initialised=arch.keep_initialised
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)[-1]  # every config above outputs exactly one feature
+
+
+def _from_swin_release(state: dict) -> dict:
+    """The Swin authors' naming (`layers.*`, `patch_embed.proj`) turned into mmpose's with mmpose's own
+    converter; a file already in mmpose's naming is returned as it is."""
+    if not any(key.startswith("layers.") for key in state):
+        return state
+    from mmpose.models.backbones.utils.ckpt_convert import swin_converter
+
+    return dict(swin_converter(state))  # keys `backbone.<mmpose name>`, which the loader strips
 
 
 def _register(name: str, arch: Arch) -> None:
@@ -241,6 +292,7 @@ def _register(name: str, arch: Arch) -> None:
         return MMPoseBackbone(name, arch, pretrained, input_size)
 
     factory.__doc__ = f"mmpose {arch.config['type']} as `mmpose:{name}` (needs the mmpose extra)."
+    declare_imagenet(factory, arch.imagenet)
     BACKBONES.register(f"mmpose:{name}")(factory)
 
 

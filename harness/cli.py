@@ -300,6 +300,20 @@ def list_registered() -> None:
     table.add_row("methods", ", ".join(METHODS.names()))
     table.add_row("benchmarks", ", ".join(BENCHMARKS.names()))
     Console().print(table)
+    Console().print(_imagenet_table(BACKBONES.names()))
+
+
+def _imagenet_table(backbones: list[str]) -> Table:
+    """Per backbone, what `model.pretrained: imagenet` loads (resolved from its library, nothing fetched)."""
+    from harness.weights import imagenet_weights
+
+    table = Table(title="model.pretrained: imagenet (fetched into the library's cache on first use)")
+    table.add_column("backbone")
+    table.add_column("ImageNet weights")
+    for name in backbones:
+        table.add_row(name, imagenet_weights(name).describe())
+    table.add_row("timm:<name>", "timm's default pretrained tag for <name> (Hugging Face hub)")
+    return table
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m harness.cli`

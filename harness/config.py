@@ -28,8 +28,10 @@ class Strict(BaseModel):
 
 class ModelConfig(Strict):
     backbone: str = "hrnet_w32"
-    # Local path to backbone weights (never downloaded), or "embedded": the backbone of a clean model
-    # trained once on the task's embedded pretraining split (harness/pretraining.py, `pretrain:` below).
+    # Where the backbone starts (harness/weights.py): "imagenet" (the weights its library publishes, fetched
+    # into that library's cache: timm's tag from the Hugging Face hub, an mmpose config's init_cfg URL),
+    # "embedded" (a clean model trained once on the task's embedded pretraining split, harness/pretraining.py,
+    # `pretrain:` below), a local weights file, or null / "from_scratch" (random initialisation).
     pretrained: str | None = None
 
 

@@ -23,6 +23,7 @@ from harness.results import ResultRecord, drop_interrupted_record, write_record
 from harness.run_files import CHECKPOINT_NAME, run_reference
 from harness.run_records import RunRecords
 from harness.run_setup import (
+    backbone_weights,
     build_optimizers,
     build_trainer,
     check_outputs,
@@ -130,9 +131,11 @@ def run_experiment(
     if method_cls.prerequisite and not getattr(settings, method_cls.prerequisite[1]):
         cfg, settings = train_prerequisite(cfg, method_cls, console, callbacks)
     embedded = pretrained_backbone(cfg, task, device, console)
+    weights = backbone_weights(cfg, ctx)  # ImageNet weights fetched (or a local file), before any data
     seed_everything(cfg.seed)  # the same initial draw whether the pretraining was built here or cached
     warn_step_budget(cfg, task, console)
-    method = build_method(cfg, task, settings=settings, weights=cfg.model.pretrained, embedded=embedded)
+    start = str(weights.path) if weights else None
+    method = build_method(cfg, task, settings=settings, weights=start, embedded=embedded)
     method = distributed.convert_sync_bn(method, cfg.train.sync_bn, device, ctx)
 
     # Data: training set with twins when the method needs them, clean and frozen occluded val.
@@ -165,7 +168,7 @@ def run_experiment(
         cfg, task, run_dir.name, method.evaluated,
         f"method_args.{cfg.method}.{prerequisite[1]}" if prerequisite else None,
         trainer, device, precision, ctx.world_size,
-        {**task.provenance(), "pretrained": pretrained_provenance(cfg, embedded)}, started_at,
+        {**task.provenance(), "pretrained": pretrained_provenance(embedded, weights)}, started_at,
     )  # fmt: skip
 
     # Loop, then evaluate: the evaluated network on every split, the others on the clean split.

@@ -1,5 +1,6 @@
 """The steps `run_experiment` (harness/run.py) reads as one line each: where a run writes, what device and
-precision it uses, its occlusion plan, pretrained starting point, data loader, optimizers and trainer.
+precision it uses, its occlusion plan, pretrained starting point (embedded checkpoint or weights file), data
+loader, optimizers and trainer.
 
 Each helper does one step; none trains or evaluates. Also used by `harness eval` (occlusion plan, workers)
 and the sweep's shared-input builder (occlusion plan, pretraining).
@@ -18,7 +19,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from harness import distributed
 from harness.backbones import create_backbone
-from harness.cache import file_digest
 from harness.callbacks import Callback, Checkpoint, MetricsLogger, PeriodicEval, ProgressBar
 from harness.config import OptimConfig, RunConfig, load_config, save_config
 from harness.errors import ConfigError
@@ -28,6 +28,7 @@ from harness.precision import Precision
 from harness.pretraining import EMBEDDED, PretrainedBackbone, PretrainSettings, embedded_backbone
 from harness.task import OcclusionPlan
 from harness.trainer import EpochSampler, Trainer, build_optimizer, ignore_interrupts
+from harness.weights import FROM_SCRATCH, StartingWeights, starting_weights
 
 
 def now() -> str:
@@ -139,14 +140,21 @@ def pretrained_backbone(cfg: RunConfig, task, device, console) -> PretrainedBack
     )
 
 
-def pretrained_provenance(cfg: RunConfig, embedded: PretrainedBackbone | None) -> dict | None:
-    """What the backbone started from, for every record: the embedded checkpoint's metadata or a digest."""
+def backbone_weights(cfg: RunConfig, ctx: distributed.Context) -> StartingWeights | None:
+    """The weights file `model.pretrained` names (ImageNet weights fetched into their library's cache, or a
+    local file), before any data or training; rank 0 fetches first, the others then read its cache."""
+    with distributed.main_first(ctx):
+        return starting_weights(cfg.model.pretrained, cfg.model.backbone)
+
+
+def pretrained_provenance(embedded: PretrainedBackbone | None, weights: StartingWeights | None) -> dict:
+    """What the backbone started from, for every record: the embedded checkpoint's metadata, the weights
+    file's source, name and sha256, or `from_scratch` (model.pretrained null or from_scratch)."""
     if embedded is not None:
         return embedded.provenance()
-    if cfg.model.pretrained:
-        path = Path(cfg.model.pretrained).expanduser()
-        return {"source": cfg.model.pretrained, "sha256": file_digest(path)}
-    return None
+    if weights is not None:
+        return weights.provenance
+    return {"source": FROM_SCRATCH}
 
 
 def warn_step_budget(cfg: RunConfig, task, console) -> None:

@@ -36,6 +36,7 @@ from harness.callbacks import Callback
 from harness.config import load_config, read_yaml, validate
 from harness.errors import ConfigError
 from harness.results import ResultRecord, package_versions, source_state, write_record
+from harness.weights import describe_start, starting_weights
 
 
 class Resources(BaseModel):
@@ -100,7 +101,8 @@ def absolute_outputs(overrides: list[str], cwd: Path) -> list[str]:
 
 def prepare_shared_inputs(base: Path, trials: list[list[str]]) -> None:
     """Build each distinct dataset / patch library / frozen occluded val / embedded pretraining checkpoint
-    once, before trials race for it."""
+    once, and fetch each backbone's ImageNet weights into their library's cache, before trials race for
+    them (on a cluster, nodes without a shared cache fetch their own copy)."""
     import torch
 
     from harness.factory import build_task
@@ -122,6 +124,7 @@ def prepare_shared_inputs(base: Path, trials: list[list[str]]) -> None:
         task.datasets(seed=cfg.seed, occlusion=occlusion_plan(cfg, METHODS.get(cfg.method).needs_twin))
         cpu = torch.device("cpu") if cfg.device == "cpu" else torch.device(cfg.device)
         pretrained_backbone(cfg, task, cpu, None)
+        starting_weights(cfg.model.pretrained, cfg.model.backbone)
 
 
 class TuneReport(Callback):
@@ -235,10 +238,14 @@ def run_sweep(
     """
     spec, base = load_sweep(path)
     trials = [absolute_outputs(o, Path.cwd()) for o in expand(spec)]
-    for overrides in trials:
-        load_config(base, overrides)  # every trial's config is valid before anything runs
+    configs = [load_config(base, overrides) for overrides in trials]  # all valid before anything runs
     rows = [
-        {"trial": i, "overrides": " ".join(o[len(spec.set) :][:-2]) or "(base)"} for i, o in enumerate(trials)
+        {
+            "trial": i,
+            "overrides": " ".join(o[len(spec.set) :][:-2]) or "(base)",
+            "starts from": describe_start(cfg.model.pretrained, cfg.model.backbone),  # fetches nothing
+        }
+        for i, (o, cfg) in enumerate(zip(trials, configs, strict=True))
     ]
     if dry_run:
         return pd.DataFrame(rows)
@@ -294,7 +301,8 @@ def summary_table(frame: pd.DataFrame, width: int = 120) -> str:
     cells = [[_cell(value) for value in row] for row in frame.itertuples(index=False)]
     headers = [str(column).split("/") for column in frame.columns]
     widths = [max([len(h) for h in head] + [len(row[i]) for row in cells]) for i, head in enumerate(headers)]
-    shrinkable = [i for i, column in enumerate(frame.columns) if column in ("overrides", "run_id", "reason")]
+    long_text = ("overrides", "starts from", "run_id", "reason")
+    shrinkable = [i for i, column in enumerate(frame.columns) if column in long_text]
     while sum(widths) + 2 * (len(widths) - 1) > width and any(widths[i] > 16 for i in shrinkable):
         widest = max(shrinkable, key=lambda i: widths[i])
         widths[widest] -= 1

@@ -12,19 +12,30 @@ expose named stage taps, so D-Slope's mutual feature loss hooks them like any ot
   (only the final output is supervised). Inputs need sides divisible by 64 (four 2x poolings in each
   hourglass on the stride-4 feature). Taps: conv2, conv4 and each hourglass.
 Any other timm model works through `timm:<name>` and the same head.
+
+`model.pretrained: imagenet`: the HRNetV2s start from timm's ms_in1k HRNet weights (the HRNet authors'
+ImageNet weights, which HRNet-Facial-Landmark-Detection starts from); FAN has none (see `FAN_IMAGENET`).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.backbones import FAMILIES, Backbone, load_backbone_weights
+from harness.backbones import FAMILIES, Backbone
 from harness.errors import ConfigError
 from harness.registry import BACKBONES
+from harness.weight_files import load_backbone_weights
+from harness.weights import NoWeights, declare_imagenet, timm_weights
+
+FAN_IMAGENET = NoWeights(
+    "face_alignment publishes no ImageNet weights for FAN: its 2DFAN-4 file is a finished 68-landmark model "
+    "trained on 300W-LP, not an initialisation (FAN itself trains from scratch)"
+)
 
 
 class HRNetV2(Backbone):
@@ -79,6 +90,7 @@ def _register_hrnetv2(name: str, timm_name: str) -> None:
         return HRNetV2(timm_name, pretrained, input_size)
 
     factory.__doc__ = f"HRNetV2 on timm '{timm_name}': all branches upsampled to stride 4 and concatenated."
+    declare_imagenet(factory, lambda: timm_weights(timm_name, FAMILIES["hrnet"].imagenet_tag))
     BACKBONES.register(name)(factory)
 
 
@@ -87,12 +99,14 @@ for _width in ("w18_small", "w18_small_v2", "w18", "w32"):
 
 
 @BACKBONES.register("fan")
+@partial(declare_imagenet, source=FAN_IMAGENET)
 def fan(pretrained: str | None = None, input_size=None) -> FANBackbone:
     """FAN with one hourglass (fast enough for CPU runs)."""
     return FANBackbone(1, pretrained, input_size)
 
 
 @BACKBONES.register("fan4")
+@partial(declare_imagenet, source=FAN_IMAGENET)
 def fan4(pretrained: str | None = None, input_size=None) -> FANBackbone:
     """2D-FAN: four stacked hourglasses, as face_alignment builds it."""
     return FANBackbone(4, pretrained, input_size)

@@ -48,7 +48,7 @@ def test_unknown_timm_model_is_a_config_error():
 
 
 def test_pretrained_path_must_exist(tmp_path):
-    with pytest.raises(CheckpointError, match="file not found.*never downloaded"):
+    with pytest.raises(CheckpointError, match=r"file not found: .*missing\.pth \(expected a weights file or"):
         create_backbone("hrnet_w18_small", pretrained=str(tmp_path / "missing.pth"))
 
 
@@ -86,5 +86,15 @@ def test_each_family_runs_two_dslope_steps(name, capsys):
 def test_pretrained_with_other_shapes_is_rejected(tmp_path):
     path = tmp_path / "resnet18.pth"
     torch.save(create_backbone("resnet18").body.state_dict(), path)
-    with pytest.raises(CheckpointError, match="does not fit the backbone: .* tensors differ in shape"):
+    with pytest.raises(CheckpointError, match="does not fit the backbone: .* tensors are not in the file"):
         create_backbone("resnet50", pretrained=str(path))
+
+
+def test_pretrained_with_a_wrong_shape_is_refused_before_loading(tmp_path):
+    state = create_backbone("resnet18").body.state_dict()
+    state["layer2.0.conv1.weight"] = torch.zeros(128, 64, 5, 5)
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+    fragment = r"1 tensors differ in shape \(first: layer2\.0\.conv1\.weight \(128, 64, 5, 5\) in the file"
+    with pytest.raises(CheckpointError, match=fragment):
+        create_backbone("resnet18", pretrained=str(path))

@@ -22,6 +22,21 @@ def test_list_shows_registered_names():
         assert name in result.output
 
 
+def test_list_shows_what_imagenet_resolves_to_per_backbone(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one table row per line
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.output.splitlines()
+            if line.count("│") == 3}  # fmt: skip
+    assert rows["hrnet_w32"] == "timm hrnet_w32.ms_in1k (hf-hub:timm/hrnet_w32.ms_in1k)"
+    assert rows["resnet50"] == "timm resnet50.tv_in1k (hf-hub:timm/resnet50.tv_in1k)"
+    assert rows["mmpose:hrnet_w32"] == (
+        "mmengine https://download.openmmlab.com/mmpose/pretrain_models/hrnet_w32-36af842e.pth"
+    )
+    assert rows["fan4"].startswith("none: face_alignment publishes no ImageNet weights for FAN")
+    assert rows["mmpose:litehrnet_18"].startswith("none: mmpose's LiteHRNet configs name no init_cfg")
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
