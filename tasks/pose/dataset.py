@@ -301,8 +301,10 @@ class MpiiKeypoints(TopDownKeypoints):
     """Person crops from an MPII json list (image, center, scale, joints, joints_vis), scored by PCKh.
 
     The box is the square of side scale x 200 around the centre moved down by 15 x scale (MPII's centre
-    sits high on the body), the convention of top-down MPII models. Persons may carry `occluded_joints`
-    (16 flags, written by `harness benchmark build c-mpii`).
+    sits high on the body), the convention of top-down MPII models. The json (HRNet's `annot/*.json`, made
+    from MPII's MATLAB release) holds 1-based pixel coordinates: centre and joints are moved by -1 on
+    reading, as HRNet's loader does, so targets, predictions and PCKh share the image's 0-based pixel grid.
+    Persons may carry `occluded_joints` (16 flags, written by `harness benchmark build c-mpii`).
 
     Args:
         ann_file: the json list (e.g. annot/valid.json).
@@ -328,9 +330,9 @@ class MpiiKeypoints(TopDownKeypoints):
         for index, entry in enumerate(self.entries):
             center, scale = np.asarray(entry["center"], float), float(entry["scale"])
             side = scale * 200.0
-            cx, cy = center[0], center[1] + 15.0 * scale
+            cx, cy = center[0] - 1.0, center[1] + 15.0 * scale - 1.0
             keypoints = np.concatenate(
-                [np.asarray(entry["joints"], float), np.asarray(entry["joints_vis"], float)[:, None]], axis=1
+                [zero_based_joints(entry), np.asarray(entry["joints_vis"], float)[:, None]], axis=1
             )
             keypoints[keypoints[:, 2] <= 0] = 0.0
             box = np.array([cx - side / 2, cy - side / 2, side, side])
@@ -354,11 +356,16 @@ class MpiiKeypoints(TopDownKeypoints):
         has_flags = all("occluded_joints" in e for e in entries)
         return pckh_table(
             predicted,
-            np.asarray([e["joints"] for e in entries], float),
+            np.stack([zero_based_joints(e) for e in entries]),
             np.asarray([e["joints_vis"] for e in entries], float) > 0,
             self.head_boxes[chosen],
             np.asarray([e["occluded_joints"] for e in entries], bool) if has_flags else None,
         )
+
+
+def zero_based_joints(entry: dict) -> np.ndarray:
+    """(16, 2) joints of an MPII json entry on the 0-based pixel grid (the file is MATLAB's 1-based)."""
+    return np.asarray(entry["joints"], dtype=np.float64) - 1.0
 
 
 def read_mpii(ann_file: Path, num_keypoints: int = 16) -> list[dict]:
@@ -376,7 +383,11 @@ def read_mpii(ann_file: Path, num_keypoints: int = 16) -> list[dict]:
     for index, entry in enumerate(entries):
         for field in ("image", "center", "scale", "joints", "joints_vis"):
             if not isinstance(entry, dict) or field not in entry:
-                raise DataError(f"{ann_file}: entry {index} lacks the field '{field}'")
+                raise DataError(
+                    f"{ann_file}: entry {index} lacks the field '{field}' (expected HRNet's annotated MPII "
+                    "list: image, center, scale, joints, joints_vis; its test.json has no joints to train "
+                    "or score on)"
+                )
         joints = np.asarray(entry["joints"], dtype=np.float64)
         if joints.shape != (num_keypoints, 2) or len(entry["joints_vis"]) != num_keypoints:
             raise DataError(
