@@ -227,15 +227,19 @@ def headline_table(table: Table, columns: list[Any]) -> Table | None:
     """
     chosen, labels = [], []
     for spec in columns:
-        for c, (split, metric) in enumerate(table.columns):
-            if (
-                metric == spec.metric
-                and spec.split in (split, table.split_roles.get(split))
-                and c not in chosen
-            ):
-                if any((r, c) in table.cells for r in range(len(table.rows))):
-                    chosen.append(c)
-                    labels.append(spec.label or f"{split.removesuffix('_val')} {metric}")
+        matches = [
+            c
+            for c, (split, metric) in enumerate(table.columns)
+            if metric == spec.metric
+            and spec.split in (split, table.split_roles.get(split))
+            and c not in chosen
+            and any((r, c) in table.cells for r in range(len(table.rows)))
+        ]
+        for c in matches:  # a role several splits play (a verification suite): each split its own column
+            split = table.columns[c][0]
+            label = spec.label if spec.label and len(matches) == 1 else None
+            chosen.append(c)
+            labels.append(label or f"{split.removesuffix('_val')} {spec.label or spec.metric}")
     if not chosen:
         return None
     filled = [r for r in range(len(table.rows)) if any((r, c) in table.cells for c in chosen)]

@@ -180,3 +180,25 @@ def test_split_figure_stays_legible_for_many_arms(tmp_path):
     assert len(labels) == 12 and all(re.fullmatch(r"enet_weight=[0-9.e-]+", label) for label in labels)
     width, height = Image.open(tmp_path / "figures" / "pose_splits.png").size
     assert width == 900 and 12 * 0.32 * 150 < height < 0.9 * 150 + 12 * 0.45 * 150  # ~one text line per arm
+
+
+def test_a_role_several_splits_play_gets_one_column_per_split(tmp_path):
+    """A verification suite (lfw and cfp_fp, each with its masked twin): labelled columns stay unambiguous."""
+    records = []
+    for seed in range(2):
+        for split, role, acc in (("lfw", "clean", 0.99), ("lfw_masked", "occluded", 0.9),
+                                 ("cfp_fp", "extra", 0.95), ("cfp_fp_masked", "occluded", 0.8)):  # fmt: skip
+            record = _record(f"r{seed}", "clean", "net", split, {"accuracy": acc + seed / 100}, seed,
+                             _config("clean", seed), split_role=role, task="face_recognition")  # fmt: skip
+            records.append(record)
+    _write(tmp_path, records)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "tables:\n  - name: fr\n    title: FR\n    where: {task: [face_recognition]}\n"
+        "    headline: [{split: clean, metric: accuracy},\n"
+        "               {split: occluded, metric: accuracy, label: masked}]\n"
+    )
+    generate_report(tmp_path, tmp_path / "out", ["md"], policy=policy)
+    rows = _markdown_rows((tmp_path / "out" / "tables" / "fr.md").read_text().split("### Appendix")[0])
+    assert rows[0] == ["method (network)", "lfw accuracy", "cfp_fp_masked masked", "lfw_masked masked"]
+    assert rows[2][1:] == ["0.995 ± 0.007 (n=2)", "0.805 ± 0.007 (n=2)", "0.905 ± 0.007 (n=2)"]
