@@ -232,11 +232,17 @@ def report(
 @app.command()
 def sweep(
     path: Path = typer.Argument(..., help="Sweep YAML (configs/sweeps/*.yaml)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a config key in every trial: --set output.results_dir=/shared/results."
+    ),
     address: str | None = typer.Option(None, help="Ray cluster: auto | ray://HOST:PORT (default: local)."),
     gpus_per_trial: float | None = typer.Option(None, help="GPUs per trial (overrides the YAML)."),
     cpus_per_trial: float | None = typer.Option(None, help="CPUs per trial (overrides the YAML)."),
     max_concurrent: int | None = typer.Option(None, help="At most this many trials at once."),
-    storage: str | None = typer.Option(None, help="Tune storage folder (a shared path on a cluster)."),
+    storage: str | None = typer.Option(
+        None,
+        help="Tune storage folder (a shared path on a cluster); default: sweeps/ beside the results dir.",
+    ),
     resume: bool = typer.Option(False, help="Continue an interrupted sweep; finished trials are not re-run."),
     dry_run: bool = typer.Option(False, help="Print the expanded trial list and exit."),
     allow_dirty: bool = typer.Option(
@@ -248,21 +254,32 @@ def sweep(
     from harness.sweep import run_sweep, summary_table
 
     try:
-        table = run_sweep(
-            path, address=address, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial,
-            max_concurrent=max_concurrent, resume=resume, dry_run=dry_run, storage=storage,
-            allow_dirty=allow_dirty,
+        outcome = run_sweep(
+            path, overrides=set_, address=address, gpus_per_trial=gpus_per_trial,
+            cpus_per_trial=cpus_per_trial, max_concurrent=max_concurrent, resume=resume, dry_run=dry_run,
+            storage=storage, allow_dirty=allow_dirty,
         )  # fmt: skip
     except HarnessError as err:
         _fail(err, debug)
+    table = outcome.table
     out = Console(width=max(shutil.get_terminal_size().columns, 120))
     out.print(summary_table(table, out.width), soft_wrap=True, markup=False, highlight=False)
     if dry_run:
         out.print(f"{len(table)} trials (dry run: nothing was started)")
+        out.print(
+            f"records would go to {outcome.records_dir}, Tune state to {outcome.tune_dir}", soft_wrap=True
+        )
         return
     failed = int((table["status"] == "failed").sum())
     out.print(
         f"{len(table) - failed} trials ok, {failed} failed. Run `harness report` for tables and figures."
+    )
+    out.print(f"records: {outcome.records_dir}", soft_wrap=True, markup=False, highlight=False)
+    out.print(
+        f"Tune state: {outcome.tune_dir} (continue with --resume)",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
 
 

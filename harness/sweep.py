@@ -14,6 +14,11 @@ A sweep YAML:
     resources: {cpus_per_trial: 1, gpus_per_trial: 0}
     max_failures: 1                   # retries of a crashed trial
 
+`harness sweep FILE --set key=value` adds overrides to every trial, after the YAML's `set` (as `harness run
+--set` comes after the config file); one that would change a value the grid or an arm sets is refused.
+Tune's state goes to `storage` (or `--storage`), by default `<results_dir>/../sweeps/<name>`: an absolute
+folder beside the records, never inside the temporary working dir Ray unpacks a submitted job into.
+
 With `resources.workers_per_trial: N` (or a trial whose config says `train.world_size: N`) a trial is a
 Ray Train `TorchTrainer` run of the same training on N data-parallel workers, each with the trial's CPUs and
 GPUs (harness/distributed.py).
@@ -25,6 +30,7 @@ import itertools
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,7 +39,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.callbacks import Callback
-from harness.config import load_config, read_yaml, validate
+from harness.config import apply_overrides, load_config, load_tree, read_yaml, validate
 from harness.errors import ConfigError
 from harness.results import ResultRecord, package_versions, source_state, write_record
 from harness.weights import describe_start, starting_weights
@@ -62,7 +68,8 @@ class SweepSpec(BaseModel):
     max_failures: int = 1
     max_concurrent: int | None = None
     name: str | None = None
-    storage: str = "results/sweeps"  # Ray Tune's experiment folder (shared storage on a cluster)
+    # Ray Tune's experiment folder (shared storage on a cluster); None: `sweeps/` beside the results dir.
+    storage: str | None = None
 
 
 def load_sweep(path: Path) -> tuple[SweepSpec, Path]:
@@ -87,6 +94,70 @@ def expand(spec: SweepSpec) -> list[list[str]]:
         for arm in arms
         for combo in combos
     ]
+
+
+def with_cli_overrides(base: Path, trials: list[list[str]], shared: int, cli: list[str]) -> list[list[str]]:
+    """Insert `--set` overrides after the YAML's `set` in every trial (the first `shared` entries).
+
+    A trial whose grid or arm values would replace a `--set` value (or the reverse) is refused: the order of
+    the two would silently decide which one the trial runs with.
+    """
+    if not cli:
+        return trials
+    tree = load_tree(base)
+    out = []
+    for index, overrides in enumerate(trials):
+        before = [*overrides[:shared], *cli, *overrides[shared:]]
+        if apply_overrides(tree, before) != apply_overrides(tree, [*overrides, *cli]):
+            varied = " ".join(overrides[shared:])
+            raise ConfigError(
+                f"--set {' '.join(cli)}: trial {index} ({varied}) sets the same key; a --set applies to "
+                "every trial, so it may not name a key the grid or an arm varies"
+            )
+        out.append(before)
+    return out
+
+
+def ray_job_working_dir() -> Path | None:
+    """The temporary folder Ray unpacked a submitted job's `--working-dir` into (the job's cwd), else None.
+
+    `ray job submit` hands the driver its job config in RAY_JOB_CONFIG_JSON_ENV_VAR; with a working dir the
+    driver runs inside Ray's session folder (`runtime_resources/working_dir_files/`), which goes with the
+    cluster.
+    """
+    cwd = Path.cwd().resolve()
+    if "working_dir_files" in cwd.parts:
+        return cwd
+    try:
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "") or "{}")
+    except ValueError:
+        return None
+    runtime_env = job.get("runtime_env") if isinstance(job, dict) else None
+    return cwd if isinstance(runtime_env, dict) and runtime_env.get("working_dir") else None
+
+
+def tune_storage(storage: str | None, results_dir: Path) -> str:
+    """Tune's storage folder: `storage` (a URI as given, a path made absolute) or `<results_dir>/../sweeps`.
+
+    Raises:
+        ConfigError: under a Ray job, when the records or the Tune state would land in Ray's temporary
+            working dir.
+    """
+    if storage and "://" in storage:
+        return storage
+    path = Path(storage).expanduser().resolve() if storage else results_dir.parent / "sweeps"
+    job_dir = ray_job_working_dir()
+    if job_dir is not None:
+        hint = (
+            "give absolute folders every node sees (--set output.results_dir=/shared/results, --storage ...)"
+        )
+        for key, where in (("output.results_dir", results_dir), ("storage", path)):
+            if where == job_dir or job_dir in where.parents:
+                raise ConfigError(
+                    f"{key}: {where} lies inside the Ray job's temporary working dir {job_dir}, "
+                    f"which Ray deletes with the cluster; {hint}"
+                )
+    return str(path)
 
 
 def absolute_outputs(overrides: list[str], cwd: Path) -> list[str]:
@@ -207,9 +278,19 @@ def tracked_by_git(path: Path) -> bool:
     return out.returncode == 0
 
 
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What a sweep did: one row per trial, and where its records and Tune's state are."""
+
+    table: pd.DataFrame
+    records_dir: Path
+    tune_dir: str
+
+
 def run_sweep(
     path: Path,
     *,
+    overrides: list[str] | None = None,
     address: str | None = None,
     gpus_per_trial: float | None = None,
     cpus_per_trial: float | None = None,
@@ -218,11 +299,12 @@ def run_sweep(
     dry_run: bool = False,
     storage: str | None = None,
     allow_dirty: bool = False,
-) -> pd.DataFrame:
+) -> SweepOutcome:
     """Expand a sweep YAML and run its trials on Ray Tune (or only list them with `dry_run`).
 
     Args:
         path: the sweep YAML.
+        overrides: `key=value` strings applied to every trial (`harness sweep --set`).
         address: Ray cluster address (`auto`, `ray://host:port`); None starts a local Ray instance.
         gpus_per_trial / cpus_per_trial / max_concurrent: override the YAML's resources.
         resume: continue an interrupted sweep from its Tune state, without re-running finished trials.
@@ -231,24 +313,31 @@ def run_sweep(
         allow_dirty: run a sweep file tracked by git although tracked files differ from the commit.
 
     Returns:
-        one row per trial: its overrides, status, run id and final metrics.
+        one row per trial (its overrides, status, run id and final metrics), the records' folder and
+        Tune's experiment folder.
 
     Example:
-        >>> run_sweep(Path("configs/sweeps/quick_pose.yaml"), dry_run=True)  # doctest: +SKIP
+        >>> run_sweep(Path("configs/sweeps/quick_pose.yaml"), dry_run=True).table  # doctest: +SKIP
     """
     spec, base = load_sweep(path)
-    trials = [absolute_outputs(o, Path.cwd()) for o in expand(spec)]
-    configs = [load_config(base, overrides) for overrides in trials]  # all valid before anything runs
+    cli = list(overrides or [])
+    shared = len(spec.set) + len(cli)
+    trials = with_cli_overrides(base, expand(spec), len(spec.set), cli)
+    trials = [absolute_outputs(o, Path.cwd()) for o in trials]
+    configs = [load_config(base, trial) for trial in trials]  # all valid before anything runs
+    results_dir = Path(configs[0].output.results_dir)
+    storage_path = tune_storage(storage or spec.storage, results_dir)
+    tune_dir = os.path.join(storage_path, spec.name)
     rows = [
         {
             "trial": i,
-            "overrides": " ".join(o[len(spec.set) :][:-2]) or "(base)",
+            "overrides": _label(o, shared),
             "starts from": describe_start(cfg.model.pretrained, cfg.model.backbone),  # fetches nothing
         }
         for i, (o, cfg) in enumerate(zip(trials, configs, strict=True))
     ]
     if dry_run:
-        return pd.DataFrame(rows)
+        return SweepOutcome(pd.DataFrame(rows), results_dir / "runs", tune_dir)
     if not allow_dirty:
         refuse_dirty_study(path)
 
@@ -259,9 +348,8 @@ def run_sweep(
 
     cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources.cpus_per_trial
     gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources.gpus_per_trial
-    storage_path = (
-        str(Path(storage or spec.storage).resolve()) if "://" not in (storage or spec.storage) else storage
-    )
+    if resume:
+        _check_resumed_trials(tune_dir, trials)
     prepare_shared_inputs(base, trials)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -271,15 +359,15 @@ def run_sweep(
         run_trial,
         lambda config: trial_resources(workers[tuple(config["overrides"])], cpus, gpus),
     )
-    experiment = os.path.join(storage_path, spec.name)
     if resume:
-        if not tune.Tuner.can_restore(experiment):
-            raise ConfigError(f"--resume: no sweep state to resume at {experiment}")
-        tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
+        if not tune.Tuner.can_restore(tune_dir):
+            raise ConfigError(f"--resume: no sweep state to resume at {tune_dir}")
+        tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
     else:
+        _write_trials(tune_dir, trials)
         param_space = {
             "base": str(base), "overrides": tune.grid_search(trials), "workers": default_workers,
-            "cpus": cpus, "gpus": gpus, "storage": os.path.join(storage_path, spec.name, "ray_train"),
+            "cpus": cpus, "gpus": gpus, "storage": os.path.join(tune_dir, "ray_train"),
         }  # fmt: skip
         tuner = tune.Tuner(
             trainable,
@@ -291,7 +379,34 @@ def run_sweep(
             ),
         )  # fmt: skip
     grid = tuner.fit()
-    return summarise(grid, trials, base, spec)
+    return SweepOutcome(summarise(grid, trials, base, spec, shared), results_dir / "runs", tune_dir)
+
+
+TRIALS_FILE = "harness_trials.json"  # the trial list a sweep started with, beside Tune's own state
+
+
+def _label(overrides: list[str], shared: int) -> str:
+    """A trial's own overrides: without the shared `set` / `--set` ones and the two pinned output paths."""
+    return " ".join(overrides[shared:-2]) or "(base)"
+
+
+def _write_trials(tune_dir: str, trials: list[list[str]]) -> None:
+    if "://" in tune_dir:
+        return
+    from harness.io import atomic_write_text
+
+    Path(tune_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(tune_dir) / TRIALS_FILE, json.dumps(trials, indent=1))
+
+
+def _check_resumed_trials(tune_dir: str, trials: list[list[str]]) -> None:
+    """Tune restores the trials it was started with: a --resume with other --set values would be ignored."""
+    saved = Path(tune_dir) / TRIALS_FILE if "://" not in tune_dir else None
+    if saved is not None and saved.is_file() and json.loads(saved.read_text()) != trials:
+        raise ConfigError(
+            f"--resume: the sweep at {tune_dir} was started with other trial overrides ({saved}); "
+            "resume with the same YAML, --set values and working directory"
+        )
 
 
 def summary_table(frame: pd.DataFrame, width: int = 120) -> str:
@@ -327,14 +442,14 @@ def _cell(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def summarise(grid, trials: list[list[str]], base: Path, spec: SweepSpec) -> pd.DataFrame:
+def summarise(grid, trials: list[list[str]], base: Path, spec: SweepSpec, shared: int) -> pd.DataFrame:
     """One row per trial; trials that still failed after their retries get a `failed` record."""
     results_dir = Path(load_config(base, trials[0]).output.results_dir)
     rows = []
     for result in grid:
         overrides = result.config["overrides"]
         index = trials.index(overrides)
-        row = {"trial": index, "overrides": " ".join(overrides[len(spec.set) : -2]) or "(base)"}
+        row = {"trial": index, "overrides": _label(overrides, shared)}
         if result.error is not None:
             record = failed_record(base, overrides, str(result.error), spec.name, index)
             write_record(record, results_dir)

@@ -13,7 +13,7 @@ from harness.portable import resolve_path
 from harness.report.canvas import _new_figure, _save
 from harness.report.interpret import _is_evaluated, _primary_metric
 from harness.report.severity import figure_severity, severity_tables
-from harness.report.tables import Table
+from harness.report.tables import Table, compact_rows
 from harness.task import default_cache_dir as cache_root
 
 _QUALITATIVE_ROWS = 6
@@ -26,11 +26,13 @@ def figure_split_bars(table: Table, out: Path) -> list[Path]:
     metric = _primary_metric(dict.fromkeys(m for _, m in table.columns), table.primary)
     columns = [c for c, (_, m) in enumerate(table.columns) if m == metric]
     rows = [r for r in range(len(table.rows)) if any((r, c) in table.cells for c in columns)]
+    rows.sort(key=lambda r: r in table.reference_rows)  # networks trained alongside last, as in the table
     if not rows:
         return []
-    labels = [_bar_label(table.rows[r], table.key_columns) for r in rows]
+    key_columns, values, shared = compact_rows(table, rows)
+    labels = [_bar_label(row, key_columns) for row in values]
     lines = max(label.count("\n") + 1 for label in labels)
-    fig = _new_figure(6.0, 0.9 + len(rows) * max(0.4, 0.12 * lines + 0.12))
+    fig = _new_figure(6.0, 0.9 + len(rows) * max(0.32, 0.12 * lines + 0.1))
     ax = fig.add_subplot()
     width = 0.8 / len(columns)
     for i, c in enumerate(columns):
@@ -41,22 +43,27 @@ def figure_split_bars(table: Table, out: Path) -> list[Path]:
     ax.set_yticks(range(len(rows)), labels, fontsize=6)
     ax.invert_yaxis()  # the table's first row on top
     ax.set_xlabel(metric)
-    ax.set_title(f"{table.name}: {metric} per split (mean ± std over seeds)")
+    ax.set_title(
+        f"{table.name}: {metric} per split (mean ± std over seeds)" + (f"\n{shared}" if shared else "")
+    )
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
     return _save(fig, out / f"{table.name}_splits")
 
 
-def _bar_label(row: tuple[str, ...], key_columns: list[str], width: int = 34) -> str:
-    """`method · backbone · network`, then the config keys that set the row apart, one per line: dotted keys
-    shortened to their last part, each wrapped at `width` characters."""
+def _bar_label(row: tuple[str, ...], key_columns: list[str], width: int = 40) -> str:
+    """The row's varying keys (`method (network) · backbone`), then the config keys that set it apart, on
+    one line when it fits in `width` characters, else one line per key (each wrapped at `width`)."""
     import textwrap
 
-    names = [v for v, k in zip(row, key_columns, strict=True) if k not in ("dataset", "config") and v]
-    lines = textwrap.wrap(" · ".join(names), width) or [""]
+    names = [v for v, k in zip(row, key_columns, strict=True) if k != "config" and v]
     config = dict(zip(key_columns, row, strict=True)).get("config") or ""
-    for part in (p for p in re.split(r", (?=[\w.\-]+=)", config) if p):  # not inside a [a, b] value
-        key, _, value = part.partition("=")
-        lines += textwrap.wrap(f"{key.rsplit('.', 1)[-1]}={value}", width, break_long_words=True)
+    parts = [p for p in re.split(r", (?=[\w.\-]+=)", config) if p]  # not inside a [a, b] value
+    one_line = " · ".join([*names, *parts])
+    if len(one_line) <= width:
+        return one_line
+    lines = textwrap.wrap(" · ".join(names), width) or [""]
+    for part in parts:
+        lines += textwrap.wrap(part, width, break_long_words=True)
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ from harness.report.records import Filter, apply_filters, load_records
 from harness.report.severity import severity_tables, table_records
 from harness.report.spread import spread_lines, write_spread
 from harness.report.tables import build_tables
-from harness.report.writers import to_markdown, write_tables
+from harness.report.writers import headline_markdown, write_tables
 from harness.verdict import paired_verdicts
 
 FORMATS = ("md", "tex", "csv")
@@ -94,7 +94,7 @@ def generate_report(
     main = build_tables(table_records(records), tables_policy, summary.notes)
     tables = main + severity_tables(records)  # metric vs. occlusion severity (harness/report/severity.py)
     summary.tables = write_tables(tables, summary.failed, out_dir / "tables", formats)
-    summary.markdown = [to_markdown(t) for t in tables]
+    summary.markdown = [headline_markdown(t) for t in tables]
     verdicts = paired_verdicts(table_records(records), _is_evaluated, _variant, _cell, RANDOM_FACTORS)
     summary.verdicts = [v.text() for v in verdicts]
     if summary.verdicts:

@@ -25,13 +25,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class HeadlineColumn(_Strict):
+    """One column of a table's headline: `metric` on the split whose `split_role` (clean, occluded) or
+    name is `split`; `label` is its header (default "<split> <metric>")."""
+
+    split: str
+    metric: str
+    label: str | None = None
+
+
 class TableSpec(_Strict):
-    """One table: the records matching every `where` key and none of the `unless` keys."""
+    """One table: the records matching every `where` key and none of the `unless` keys.
+
+    `headline` names the few columns a paper's table shows; the table then leads with them and keeps every
+    metric in an appendix (and in its CSV). Columns without a value in any row are left out.
+    """
 
     name: str
     title: str
     where: dict[str, list[str]] = {}
     unless: dict[str, list[str]] = {}
+    headline: list[HeadlineColumn] = []
 
     def selects(self, record: dict[str, Any]) -> bool:
         def matches(key: str, values: list[str]) -> bool:
@@ -74,15 +88,22 @@ def load_policy(path: Path | None = None) -> ReportPolicy:
         raise ConfigError(f"report policy {path}: {where}: {first['msg']}") from None
 
 
-def table_families(
-    records: list[dict[str, Any]], policy: ReportPolicy
-) -> list[tuple[str, str, Callable[[dict], bool]]]:
-    """(name, title, selector) of each table: the policy's, then one per task for the records none takes."""
-    families = [(t.name, t.title, t.selects) for t in policy.tables]
+def table_families(records: list[dict[str, Any]], policy: ReportPolicy) -> list[TableSpec]:
+    """Each table's spec: the policy's, then one per task for the records none takes (no headline)."""
+    families = list(policy.tables)
 
     def untaken(r: dict) -> bool:
         return not any(t.selects(r) for t in policy.tables)
 
     for task in sorted({str(r.get("task")) for r in records if untaken(r)}):
-        families.append((task, f"Task {task}", lambda r, t=task: str(r.get("task")) == t and untaken(r)))
+        families.append(_TaskTable(name=task, title=f"Task {task}", where={"task": [task]}, untaken=untaken))
     return families
+
+
+class _TaskTable(TableSpec):
+    """The table of a task no policy table takes: its records that no listed table selects."""
+
+    untaken: Callable[[dict], bool]
+
+    def selects(self, record: dict[str, Any]) -> bool:
+        return str(record.get("task")) == self.where["task"][0] and self.untaken(record)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -30,6 +30,10 @@ class Table:
     failed: list[dict[str, Any]]
     primary: str | None = None  # the primary metric the records declare (figures plot it)
     ablation: bool = False  # rows are settings of one method, not methods: no per-split bar figure
+    split_roles: dict[str, str | None] = field(default_factory=dict)  # split -> clean / occluded / extra
+    headline: Table | None = None  # the paper's few columns, shown first; this table is then the appendix
+    column_labels: list[str] | None = None  # headers instead of "<split> <metric>"
+    shared: str = ""  # "key value, ..." of key columns every row shares (left out of a headline's rows)
 
     def best(self) -> set[tuple[int, int]]:
         """Cells to bold: per column the best mean (ties all bold) of ranked rows, in the declared direction.
@@ -52,9 +56,11 @@ class Table:
         return chosen
 
     def decimals(self, column: int) -> int:
-        """3 decimals, or 4 when every value of the column is below 0.1 (NME-like fractions)."""
+        """3 decimals, or 4 when every value of the column is below 0.1 (NME-like fractions) or a spread
+        over seeds would print as 0.000 (it is small, not zero)."""
         values = [abs(mean) for (_, c), (mean, _, _) in self.cells.items() if c == column and mean]
-        return 4 if values and max(values) < 0.1 else 3
+        spreads = [std for (_, c), (_, std, n) in self.cells.items() if c == column and n > 1 and std > 0]
+        return 4 if (values and max(values) < 0.1) or any(s < 0.0005 for s in spreads) else 3
 
 
 def _row_key(record: dict[str, Any], key_columns: list[str]) -> tuple:
@@ -143,21 +149,148 @@ def build_table(
         provenance=provenance,
         failed=failed,
         primary=_declared_primary(ok),
+        split_roles={s: roles[s] for s in splits},
     )
 
 
 def _variant_labels(keys: set[tuple[tuple, str]]) -> dict[tuple[tuple, str], str]:
-    """For rows whose runs differ in more than the seed, the config keys that set each apart, else ''."""
+    """For rows whose runs differ in more than the seed, the config keys that set each apart, else ''.
+
+    Within a row group (same dataset, method, backbone, network) a label names only the keys whose values
+    differ between its variants, and of those only where the row leaves the group's majority value (the
+    common arm reads plain, each ablation arm names its own change). A key present in some variants only
+    and implied by another differing key (the six `pretrain.*` settings that exist only while
+    `model.pretrained` is `embedded`) is left to that key. Keys are shortened to their shortest unambiguous
+    dotted suffix (`pretrained=null`).
+    """
     by_row: dict[tuple, list[str]] = {}
     for key, variant in sorted(keys):
         by_row.setdefault(key, []).append(variant)
     labels = {}
     for key, variants in by_row.items():
         configs = [json.loads(v) for v in variants]
-        differing = sorted({k for c in configs for k in c if len({_text(d.get(k)) for d in configs}) > 1})
+        differing = sorted({k for c in configs for k in c if len({_value(d, k) for d in configs}) > 1})
+        differing = [k for k in differing if not _implied(k, differing, configs)]
+        short = _short_names(differing)
         for variant, config in zip(variants, configs, strict=True):
-            labels[key, variant] = ", ".join(f"{k}={_text(config.get(k))}" for k in differing)
+            parts = [
+                f"{short[k]}={_value(config, k)}"
+                for k in differing
+                if _value(config, k) != _majority([_value(c, k) for c in configs])
+            ]
+            labels[key, variant] = ", ".join(parts)
     return labels
+
+
+def _value(config: dict[str, Any], key: str) -> str:
+    return _text(config.get(key)) if key in config else "(unset)"
+
+
+def _majority(values: list[str]) -> str | None:
+    """The value more variants share than any other; None on a tie (then every row names its value)."""
+    counts = sorted(((values.count(v), v) for v in set(values)), reverse=True)
+    return counts[0][1] if len(counts) == 1 or counts[0][0] > counts[1][0] else None
+
+
+def _implied(key: str, differing: list[str], configs: list[dict[str, Any]]) -> bool:
+    """Whether `key` is unset in some variants and its value follows from another differing key that every
+    variant sets (a derived setting: it says nothing that key does not)."""
+    if all(key in c for c in configs):
+        return False
+    for other in differing:
+        if other == key or not all(other in c for c in configs):
+            continue
+        seen: dict[str, str] = {}
+        if all(seen.setdefault(_value(c, other), _value(c, key)) == _value(c, key) for c in configs):
+            return True
+    return False
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """Each dotted key's shortest suffix (by parts) that no other key in `keys` ends with."""
+    short = {}
+    for key in keys:
+        parts = key.split(".")
+        for size in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-size:])
+            if not any(o != key and (o == suffix or o.endswith("." + suffix)) for o in keys):
+                break
+        short[key] = suffix
+    return short
+
+
+def headline_table(table: Table, columns: list[Any]) -> Table | None:
+    """The few columns a paper shows (policy `headline`: split role or name + metric), rows as in `table`.
+
+    Key columns every row shares (one dataset, one backbone) move to `shared`, so a row reads "method ·
+    network" plus what sets it apart. None when no headline column has a value.
+    """
+    chosen, labels = [], []
+    for spec in columns:
+        matches = [
+            c
+            for c, (split, metric) in enumerate(table.columns)
+            if metric == spec.metric
+            and spec.split in (split, table.split_roles.get(split))
+            and c not in chosen
+            and any((r, c) in table.cells for r in range(len(table.rows)))
+        ]
+        for c in matches:  # a role several splits play (a verification suite): each split its own column
+            split = table.columns[c][0]
+            label = spec.label if spec.label and len(matches) == 1 else None
+            chosen.append(c)
+            labels.append(label or f"{split.removesuffix('_val')} {spec.label or spec.metric}")
+    if not chosen:
+        return None
+    filled = [r for r in range(len(table.rows)) if any((r, c) in table.cells for c in chosen)]
+    rows = sorted(filled, key=lambda r: r in table.reference_rows)  # reference rows last
+    key_columns, values, shared = compact_rows(table, rows)
+    cells = {
+        (i, j): table.cells[r, c]
+        for i, r in enumerate(rows)
+        for j, c in enumerate(chosen)
+        if (r, c) in table.cells
+    }
+    return replace(
+        table,
+        key_columns=key_columns,
+        rows=values,
+        columns=[table.columns[c] for c in chosen],
+        cells=cells,
+        reference_rows={i for i, r in enumerate(rows) if r in table.reference_rows},
+        headline=None,
+        column_labels=labels,
+        shared=shared,
+    )
+
+
+def compact_rows(table: Table, rows: list[int]) -> tuple[list[str], list[tuple[str, ...]], str]:
+    """Row keys as a paper prints them: key columns all `rows` share leave the rows (returned as "key
+    value, ..."), method and network become one "method (network)" column, a reference network (trained
+    alongside, not evaluated) reads "method (network), reference"."""
+    columns = table.key_columns
+    varying = [k for k in range(len(columns)) if len({table.rows[r][k] for r in rows}) > 1]
+    shared = ", ".join(
+        f"{columns[k]} {table.rows[rows[0]][k]}"
+        for k in range(len(columns))
+        if k not in varying and columns[k] not in ("method", "network", "config") and table.rows[rows[0]][k]
+    )
+    merge = "method" in columns and "network" in columns
+    out_columns, values = [], [[] for _ in rows]
+    for k, name in enumerate(columns):
+        if merge and name == "network":
+            continue
+        if merge and name == "method":
+            out_columns.append("method (network)")
+            network = columns.index("network")
+            for i, r in enumerate(rows):
+                method, net = table.rows[r][k], table.rows[r][network]
+                values[i].append(f"{method}, reference" if r in table.reference_rows else f"{method} ({net})")
+        elif k in varying or (name == "config" and any(table.rows[r][k] for r in rows)):
+            out_columns.append(name)
+            for i, r in enumerate(rows):
+                values[i].append(table.rows[r][k])
+    return out_columns, [tuple(v) for v in values], shared
 
 
 def build_tables(records: list[dict[str, Any]], policy: ReportPolicy, notes: list[str]) -> list[Table]:
@@ -167,12 +300,14 @@ def build_tables(records: list[dict[str, Any]], policy: ReportPolicy, notes: lis
     tables = []
     keys = ["dataset", "method", "backbone", "network"]
     listed = {t.name for t in policy.tables}
-    for name, title, selects in table_families(records, policy):
-        mine_ok, mine_failed = [r for r in ok if selects(r)], [r for r in failed if selects(r)]
+    for spec in table_families(records, policy):
+        mine_ok, mine_failed = [r for r in ok if spec.selects(r)], [r for r in failed if spec.selects(r)]
         if mine_ok or mine_failed:
-            tables.append(build_table(name, title, mine_ok, mine_failed, keys))
-        elif name in listed:
-            notes.append(f"table {name}: no records, skipped")
+            table = build_table(spec.name, spec.title, mine_ok, mine_failed, keys)
+            table.headline = headline_table(table, spec.headline) if spec.headline else None
+            tables.append(table)
+        elif spec.name in listed:
+            notes.append(f"table {spec.name}: no records, skipped")
     studied = sorted({str(r.get("method")) for r in ok if r.get("method_role") == "method"})
     if not studied:
         notes.append(f"table {policy.ablation.name}: no runs of a method with role 'method', skipped")

@@ -177,7 +177,9 @@ class FaceLandmarks(TopDownDataset):
         if not self.image_dir.is_dir():
             raise DataError(f"image folder not found: {self.image_dir}")
         self.layout = layout
-        data = read_json(Path(ann_file))
+        from tasks.face_alignment.published import read_annotations
+
+        data = read_annotations(Path(ann_file), self.image_dir)
         records, self.skipped_boxes = face_records(data, Path(ann_file), self.image_dir, layout)
         if attribute is not None:
             records = [r for r in records if r.attributes.get(attribute)]

@@ -14,11 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from harness.cache import build_once, content_key, file_digest
+from harness.cache import build_once, content_key
 from harness.io import atomic_write_json, read_image
 from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
-from tasks.face_alignment.dataset import face_records, read_json
+from tasks.face_alignment.dataset import face_records
 from tasks.face_alignment.landmarks import Layout
+from tasks.face_alignment.published import annotation_digest, read_annotations
 
 
 def build_occluded_split(
@@ -46,7 +47,7 @@ def build_occluded_split(
         seed: the split's seed.
     """
     key = {
-        "annotations": file_digest(ann_file),
+        "annotations": annotation_digest(ann_file),
         "library": library.digest(),
         "settings": dataclasses.asdict(settings),
         "layout": layout.name,
@@ -59,7 +60,7 @@ def build_occluded_split(
     if ann_out.is_file():
         return ann_out, image_out
 
-    data = read_json(ann_file)
+    data = read_annotations(ann_file, image_dir)
     records, _ = face_records(data, Path(ann_file), Path(image_dir), layout)  # validates the file first
     usable = {r.ann_id: r for r in records}
 

@@ -11,7 +11,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from harness.cache import file_digest, images_digest
+from harness.cache import images_digest
 from harness.errors import ConfigError, DataError
 from harness.occlusion import PatchLibrary
 from harness.registry import TASKS
@@ -25,6 +25,7 @@ from tasks.face_alignment.metrics import landmark_metrics
 from tasks.face_alignment.occluded_val import build_occluded_split
 from tasks.face_alignment.occluders import face_patch_library
 from tasks.face_alignment.outputs import SEVERITY_LEVELS, severity_settings
+from tasks.face_alignment.published import annotation_digest
 
 # mmpose's file names under <root>/annotations/: (train, clean val, {extra split: file}).
 _WFLW_SUBSETS = ("largepose", "expression", "illumination", "makeup", "occlusion", "blur")
@@ -55,7 +56,9 @@ class FaceAlignmentSettings(BaseModel):
     dataset: Literal["synthetic", "cofw", "wflw", "300w"] = "synthetic"
     root: str | None = None  # holds annotations/<mmpose json files> and the image folder
     image_dir: str = "images"  # relative to root
-    train_file: str | None = None  # relative to root; default annotations/<mmpose's train file>
+    # Relative to root; default annotations/<mmpose's train file>. Also the published formats: a WFLW
+    # list_98pt_rect_attr_*.txt, or a folder of 300W .pts files (tasks/face_alignment/published.py).
+    train_file: str | None = None
     val_file: str | None = None  # the clean val split; default 300W full / COFW test / WFLW test
     extra_splits: bool = True  # also score 300W common/challenge/test and WFLW's subsets when present
     normalization: Literal["dataset", "pupils", "outer_eyes"] = "dataset"  # NME's distance
@@ -166,7 +169,7 @@ class FaceAlignmentTask(Task):
         train = root / (s.train_file or f"annotations/{train_name}")
         val = root / (s.val_file or f"annotations/{val_name}")
         for what, path in (("data.train_file", train), ("data.val_file", val)):
-            if not path.is_file():
+            if not path.exists():
                 raise DataError(f"{what}: annotation file not found: {path}")
         extras = {}
         if s.extra_splits:
@@ -259,9 +262,9 @@ class FaceAlignmentTask(Task):
             "landmarks": self.layout.num_landmarks,
             "nme_normalization": list(self.norm_points),
             "train_annotations": str(train_ann),
-            "train_annotations_sha256": file_digest(train_ann),
-            "val_annotations_sha256": file_digest(val_ann),
-            "occluded_val_annotations_sha256": file_digest(occ_ann),
+            "train_annotations_sha256": annotation_digest(train_ann),
+            "val_annotations_sha256": annotation_digest(val_ann),
+            "occluded_val_annotations_sha256": annotation_digest(occ_ann),
             "occluded_val_images_sha256": images_digest(occ_ann, occ_images),
             "patch_library_sha256": library.digest(),
             "patch_parts": library.part_counts(),

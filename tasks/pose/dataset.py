@@ -28,18 +28,69 @@ class PersonRecord(Instance):
     score: float = 1.0
 
 
-def load_coco(ann_file: Path) -> COCO:
-    """Load a COCO json quietly, with one-line errors for a missing or malformed file."""
+# CrowdPose's toolkit (and xtcocotools with `use_area=False`, which mmpose uses for it) scales OKS by this
+# share of the box area: CrowdPose's annotations carry no segmentation `area`.
+BOX_AREA_SHARE = 0.53
+
+
+def load_coco(ann_file: Path, *, box_area: bool = False) -> COCO:
+    """Load a COCO-format keypoint json quietly, with one-line errors and the fields real files omit derived.
+
+    Published files differ in what they carry: CrowdPose has no `area`, other conversions may lack
+    `iscrowd` or `num_keypoints`. Those are filled in as the official toolkits read them (see
+    `derive_optional_fields`), so evaluation never stops on a KeyError after training.
+
+    Args:
+        ann_file: the json.
+        box_area: score OKS against 0.53 x box area even where `area` is given (CrowdPose's rule).
+    """
     ann_file = Path(ann_file)
     if not ann_file.is_file():
         raise DataError(f"annotation file not found: {ann_file}")
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            return COCO(str(ann_file))
+            coco = COCO(str(ann_file))
     except ValueError as err:  # json.JSONDecodeError is a ValueError
         raise DataError(f"annotation file {ann_file} is not valid COCO json: {err}") from None
     except (KeyError, TypeError) as err:
         raise DataError(f"annotation file {ann_file} lacks the COCO field {err}") from None
+    derive_optional_fields(coco, ann_file, box_area=box_area)
+    return coco
+
+
+def derive_optional_fields(coco: COCO, ann_file: Path, *, box_area: bool = False) -> None:
+    """Fill in what published keypoint files may omit; a missing required field is one line.
+
+    - `area` (absent in CrowdPose): 0.53 x box width x height, CrowdPose's toolkit rule (and mmpose's when a
+      file has no area); with `box_area` this replaces every area, as CrowdPose's evaluation does.
+    - `iscrowd`: 0, as pycocotools' own `_prepare` reads a missing flag.
+    - `num_keypoints`: the count of labelled keypoints (v > 0), COCO's definition.
+
+    Raises:
+        DataError: naming the file, the entry and the field: no `categories` (COCOeval reads the person
+            category from it), an image without `file_name`, an annotation without `bbox` where the area
+            must come from the box.
+    """
+    if not isinstance(coco.dataset.get("categories"), list) or not coco.dataset["categories"]:
+        raise DataError(
+            f"{ann_file}: no 'categories' list (expected the person category with its 'keypoints' names)"
+        )
+    for image_id, info in coco.imgs.items():
+        if "file_name" not in info:
+            raise DataError(f"{ann_file}: image {image_id} lacks the field 'file_name'")
+    for ann in coco.anns.values():
+        ann.setdefault("iscrowd", 0)
+        if "num_keypoints" not in ann:
+            flags = np.asarray(ann.get("keypoints", []), dtype=np.float64).reshape(-1, 3)[:, 2]
+            ann["num_keypoints"] = int((flags > 0).sum())
+        if box_area or "area" not in ann:
+            box = ann.get("bbox")
+            if not isinstance(box, list | tuple) or len(box) != 4:
+                raise DataError(
+                    f"{ann_file}: annotation {ann.get('id')} has no 'area' and bbox {box}, expected "
+                    "[x, y, w, h] (the OKS scale is 0.53 x box area)"
+                )
+            ann["area"] = BOX_AREA_SHARE * float(box[2]) * float(box[3])
 
 
 def person_records(coco: COCO, ann_file: Path, image_dir: Path, num_keypoints: int) -> tuple[list, int]:
@@ -156,8 +207,8 @@ class CocoKeypoints(TopDownKeypoints):
         if not image_dir.is_dir():
             raise DataError(f"image folder not found: {image_dir}")
         self.image_dir = image_dir
-        self.coco = load_coco(ann_file)
         spec = kwargs.get("spec", COCO_LAYOUT)
+        self.coco = load_coco(ann_file, box_area=spec.oks_area == "box")
         records, self.skipped_boxes = person_records(self.coco, Path(ann_file), image_dir, spec.num_keypoints)
         self.detections = detections
         self.oks_nms_threshold = oks_nms_threshold
@@ -250,8 +301,10 @@ class MpiiKeypoints(TopDownKeypoints):
     """Person crops from an MPII json list (image, center, scale, joints, joints_vis), scored by PCKh.
 
     The box is the square of side scale x 200 around the centre moved down by 15 x scale (MPII's centre
-    sits high on the body), the convention of top-down MPII models. Persons may carry `occluded_joints`
-    (16 flags, written by `harness benchmark build c-mpii`).
+    sits high on the body), the convention of top-down MPII models. The json (HRNet's `annot/*.json`, made
+    from MPII's MATLAB release) holds 1-based pixel coordinates: centre and joints are moved by -1 on
+    reading, as HRNet's loader does, so targets, predictions and PCKh share the image's 0-based pixel grid.
+    Persons may carry `occluded_joints` (16 flags, written by `harness benchmark build c-mpii`).
 
     Args:
         ann_file: the json list (e.g. annot/valid.json).
@@ -277,9 +330,9 @@ class MpiiKeypoints(TopDownKeypoints):
         for index, entry in enumerate(self.entries):
             center, scale = np.asarray(entry["center"], float), float(entry["scale"])
             side = scale * 200.0
-            cx, cy = center[0], center[1] + 15.0 * scale
+            cx, cy = center[0] - 1.0, center[1] + 15.0 * scale - 1.0
             keypoints = np.concatenate(
-                [np.asarray(entry["joints"], float), np.asarray(entry["joints_vis"], float)[:, None]], axis=1
+                [zero_based_joints(entry), np.asarray(entry["joints_vis"], float)[:, None]], axis=1
             )
             keypoints[keypoints[:, 2] <= 0] = 0.0
             box = np.array([cx - side / 2, cy - side / 2, side, side])
@@ -303,11 +356,16 @@ class MpiiKeypoints(TopDownKeypoints):
         has_flags = all("occluded_joints" in e for e in entries)
         return pckh_table(
             predicted,
-            np.asarray([e["joints"] for e in entries], float),
+            np.stack([zero_based_joints(e) for e in entries]),
             np.asarray([e["joints_vis"] for e in entries], float) > 0,
             self.head_boxes[chosen],
             np.asarray([e["occluded_joints"] for e in entries], bool) if has_flags else None,
         )
+
+
+def zero_based_joints(entry: dict) -> np.ndarray:
+    """(16, 2) joints of an MPII json entry on the 0-based pixel grid (the file is MATLAB's 1-based)."""
+    return np.asarray(entry["joints"], dtype=np.float64) - 1.0
 
 
 def read_mpii(ann_file: Path, num_keypoints: int = 16) -> list[dict]:
@@ -325,7 +383,11 @@ def read_mpii(ann_file: Path, num_keypoints: int = 16) -> list[dict]:
     for index, entry in enumerate(entries):
         for field in ("image", "center", "scale", "joints", "joints_vis"):
             if not isinstance(entry, dict) or field not in entry:
-                raise DataError(f"{ann_file}: entry {index} lacks the field '{field}'")
+                raise DataError(
+                    f"{ann_file}: entry {index} lacks the field '{field}' (expected HRNet's annotated MPII "
+                    "list: image, center, scale, joints, joints_vis; its test.json has no joints to train "
+                    "or score on)"
+                )
         joints = np.asarray(entry["joints"], dtype=np.float64)
         if joints.shape != (num_keypoints, 2) or len(entry["joints_vis"]) != num_keypoints:
             raise DataError(

@@ -129,22 +129,31 @@ def _prediction_owners(coco_gt: COCO, predictions: list[dict], sigmas: np.ndarra
     return owners
 
 
-# CrowdPose's crowd-index buckets (its paper: easy < 0.1 <= medium <= 0.8 < hard).
-CROWD_BUCKETS = {"easy": (0.0, 0.1), "medium": (0.1, 0.8), "hard": (0.8, float("inf"))}
+# CrowdPose's crowd-index buckets as its toolkit computes them (crowdposetools `get_type_result(first=0.2,
+# second=0.8)`, kept by xtcocotools' `keypoints_crowd`): easy < 0.2 <= medium < 0.8 <= hard. The paper's text
+# says 0.1 for the first edge; the published numbers come from the code.
+CROWD_EDGES = (0.2, 0.8)
+
+
+def crowd_bucket(crowd_index: float) -> str:
+    """ "easy", "medium" or "hard" for an image's `crowdIndex`."""
+    first, second = CROWD_EDGES
+    return "easy" if crowd_index < first else "medium" if crowd_index < second else "hard"
 
 
 def crowd_index_ap(
     coco_gt: COCO, predictions: list[dict], image_ids: list[int], sigmas: np.ndarray
 ) -> dict[str, float | None]:
-    """AP per CrowdPose crowd-index bucket: COCOeval restricted to the images of each bucket."""
+    """AP per CrowdPose crowd-index bucket: COCOeval restricted to the images of each bucket.
+
+    None where a bucket has no image with a scored person (the toolkit prints -1 there).
+    """
+    buckets: dict[str, list[int]] = {"easy": [], "medium": [], "hard": []}
+    for image_id in image_ids:
+        if "crowdIndex" in coco_gt.imgs[image_id]:
+            buckets[crowd_bucket(float(coco_gt.imgs[image_id]["crowdIndex"]))].append(image_id)
     result = {}
-    for name, (low, high) in CROWD_BUCKETS.items():
-        bucket = [
-            i
-            for i in image_ids
-            if "crowdIndex" in coco_gt.imgs[i]
-            and low <= float(coco_gt.imgs[i]["crowdIndex"]) < high + (1e-12 if name == "medium" else 0.0)
-        ]
+    for name, bucket in buckets.items():
         in_bucket = set(bucket)
         chosen = [p for p in predictions if p["image_id"] in in_bucket]
         result[f"AP_{name}"] = oks_ap(coco_gt, chosen, bucket, sigmas)["AP"] if bucket else None

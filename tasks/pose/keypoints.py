@@ -154,6 +154,8 @@ class KeypointSpec:
         skeleton: 0-based limbs, for figures.
         sigmas: per-keypoint OKS falloff, or None where the dataset is scored by PCKh (MPII).
         anchors: joints the occluder pastes patches over (elbows, wrists, hips, knees).
+        oks_area: the OKS scale s²: "annotation" (COCO: the person's segmentation `area`, derived from
+            the box where a file has none) or "box" (CrowdPose's toolkit: always 0.53 x box area).
     """
 
     name: str
@@ -162,6 +164,7 @@ class KeypointSpec:
     skeleton: tuple[tuple[int, int], ...]
     sigmas: np.ndarray | None
     anchors: tuple[int, ...]
+    oks_area: str = "annotation"
 
     @property
     def num_keypoints(self) -> int:
@@ -235,6 +238,7 @@ CROWDPOSE_LAYOUT = KeypointSpec(
     sigmas=np.array([0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89, 0.79, 0.79])
     / 10.0,
     anchors=(2, 3, 4, 5, 6, 7, 8, 9),
+    oks_area="box",
 )
 
 SPECS: dict[str, KeypointSpec] = {spec.name: spec for spec in (COCO_LAYOUT, MPII_LAYOUT, CROWDPOSE_LAYOUT)}

@@ -1,6 +1,7 @@
 """Cluster submission as the README tells a new user: `ray start --head` (127.0.0.1, 2 CPUs, token
-authentication), `ray job submit -- harness sweep ... --address auto` of a 2-trial tiny sweep whose second
-trial is a 2-worker Ray Train run, records checked, cluster stopped.
+authentication), `ray job submit --working-dir DIR -- harness sweep ... --address auto --set
+output.results_dir=...` of a 2-trial tiny sweep whose second trial is a 2-worker Ray Train run, records and
+Tune state checked (beside the results, not in Ray's unpacked working dir), cluster stopped.
 
 The cluster lives in its own short temp dir with its own ports on 127.0.0.1 and its own token file, and is
 stopped by the process ids that name that dir (`ray stop` would stop every Ray instance of this machine,
@@ -90,9 +91,11 @@ def test_ray_job_submit_runs_a_sweep_with_a_two_worker_trial_on_a_token_cluster(
         "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "600",
         "RAY_agent_register_timeout_ms": "600000",
     }
-    sweep = tmp_path / "sweep.yaml"
-    sets = [*TINY_POSE, "method=dslope", f"output.work_dir={tmp_path / 'work'}",
-            f"output.results_dir={tmp_path / 'results'}"]  # fmt: skip
+    job_dir = tmp_path / "job"  # what --working-dir uploads; Ray unpacks it under its session folder
+    job_dir.mkdir()
+    name = f"sweep{secrets.token_hex(4)}"  # unique: the cluster's processes are found by this name
+    sweep = job_dir / f"{name}.yaml"
+    sets = [*TINY_POSE, "method=dslope"]
     sweep.write_text(
         json.dumps(
             {
@@ -101,7 +104,6 @@ def test_ray_job_submit_runs_a_sweep_with_a_two_worker_trial_on_a_token_cluster(
                 "grid": {"train.world_size": [1, 2]},  # trial 1: a Ray Train run on 2 workers
                 "resources": {"cpus_per_trial": 0.5},  # per worker; both trials fit the 2 CPUs at once
                 "max_failures": 0,
-                "storage": str(tmp_path / "tune"),
             }
         )
     )
@@ -115,14 +117,19 @@ def test_ray_job_submit_runs_a_sweep_with_a_two_worker_trial_on_a_token_cluster(
             _stop_cluster(temp)
         assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
         job = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--",
-             "harness", "sweep", str(sweep), "--address", "auto"],
+            [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
+             "--working-dir", str(job_dir), "--", "harness", "sweep", sweep.name, "--address", "auto",
+             "--set", f"output.results_dir={tmp_path / 'results'}",
+             "--set", f"output.work_dir={tmp_path / 'work'}"],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500,
         )  # fmt: skip
         wall = time.perf_counter() - started
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
+        unpacked = list(Path(temp).glob(f"session_*/runtime_resources/working_dir_files/*/{sweep.name}"))
+        assert unpacked, "the job ran from Ray's unpacked copy of the working dir"
+        assert not list(unpacked[0].parent.rglob("*.json")) and not (unpacked[0].parent / "sweeps").exists()
     finally:
-        _stop_cluster(temp, str(sweep))
+        _stop_cluster(temp, sweep.name)
         shutil.rmtree(temp, ignore_errors=True)
     assert not _pids_naming(temp)
 
@@ -136,6 +143,10 @@ def test_ray_job_submit_runs_a_sweep_with_a_two_worker_trial_on_a_token_cluster(
     two = next(r for r in records if r["training"]["world_size"] == 2)
     assert two["training"]["global_batch_size"] == 2 * two["training"]["batch_size_per_rank"]
     assert "2 trials ok, 0 failed" in job.stdout
+    tune_dir = tmp_path / "sweeps" / name  # <results_dir>/../sweeps/<name>: the default Tune storage
+    assert (tune_dir / "harness_trials.json").is_file() and list(tune_dir.glob("experiment_state*.json"))
+    assert f"records: {tmp_path / 'results' / 'runs'}" in job.stdout
+    assert f"Tune state: {tune_dir}" in job.stdout
     table = job.stdout[: job.stdout.index("2 trials ok")].splitlines()
     rows = [line for line in table if line.lstrip().startswith(("0  ", "1  "))]
     assert len(rows) == 2 and all("ok" in row for row in rows)  # one line per trial, none wrapped

@@ -7,8 +7,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
+from published_formats import write_crowdpose_root  # noqa: I001  (tests/ is on sys.path through conftest.py)
 
 from harness.errors import ConfigError
 from harness.occlusion import OcclusionSettings
@@ -21,19 +21,8 @@ PLAN = OcclusionPlan(train=None, val=OcclusionSettings(clean_fraction=0.0), val_
 
 
 def _crowdpose_root(coco_root: Path, tmp_path: Path) -> Path:
-    """The COCO fixture in CrowdPose's layout (12 limbs joints + head = nose + neck = mid-shoulders)."""
-    data = json.loads((coco_root / "annotations" / "person_keypoints_val2017.json").read_text())
-    for ann in data["annotations"]:
-        k = np.asarray(ann["keypoints"], float).reshape(17, 3)
-        neck = np.array([*(k[5, :2] + k[6, :2]) / 2, 2.0]) if k[5, 2] > 0 and k[6, 2] > 0 else np.zeros(3)
-        ann["keypoints"] = np.concatenate([k[5:17], k[0:1], neck[None]]).reshape(-1).tolist()
-    data["categories"] = [CROWDPOSE_LAYOUT.category()]
-    root = tmp_path / "crowdpose"
-    (root / "json").mkdir(parents=True)
-    for split in ("trainval", "test"):
-        (root / "json" / f"crowdpose_{split}.json").write_text(json.dumps(data))
-    (root / "images").symlink_to(coco_root / "val2017")
-    return root
+    """The COCO fixture in CrowdPose's published schema (no area, no segmentation), train and test."""
+    return write_crowdpose_root(coco_root, tmp_path / "crowdpose", [0.1, 0.5, 0.9, 0.3], ("trainval", "test"))
 
 
 def _manifest(ann_file: Path) -> dict:

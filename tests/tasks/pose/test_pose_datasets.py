@@ -10,6 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from published_formats import (  # noqa: I001  (tests/ is on sys.path through conftest.py)
+    CROWDPOSE_ANNOTATION_KEYS,
+    CROWDPOSE_IMAGE_KEYS,
+    write_crowdpose_root,
+)
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -77,7 +82,13 @@ def test_head_boxes_from_mat_file(tmp_path):
     from scipy.io import savemat
 
     boxes = np.array([[[1, 2], [11, 12]], [[0, 0], [3, 4]], [[5, 5], [6, 6]]], float)
-    savemat(tmp_path / "gt_valid.mat", {"headboxes_src": np.transpose(boxes, (1, 2, 0))})
+    names = np.empty((1, 16), dtype=object)
+    names[0, :] = [np.array([n]) for n in MPII_LAYOUT.keypoints]
+    savemat(  # every field of gt_valid.mat as HRNet distributes it
+        tmp_path / "gt_valid.mat",
+        {"dataset_joints": names, "jnt_missing": np.zeros((16, 3)), "pos_gt_src": np.ones((16, 2, 3)),
+         "headboxes_src": np.transpose(boxes, (1, 2, 0))},
+    )  # fmt: skip
     np.testing.assert_array_equal(load_head_boxes(tmp_path / "gt_valid.mat", 3), boxes)
     with pytest.raises(DataError, match="3 head boxes for 4 annotated persons"):
         load_head_boxes(tmp_path / "gt_valid.mat", 4)
@@ -96,9 +107,12 @@ def test_mpii_fixture_loads_with_center_scale_boxes(mpii_root):
     assert len(dataset) == 5 and dataset.spec is MPII_LAYOUT
     first = entries[0]
     side = first["scale"] * 200
+    # HRNet's json is MATLAB's 1-based grid: centre and joints move by -1, as HRNet's loader moves them.
+    cx, cy = first["center"][0] - 1, first["center"][1] + 15 * first["scale"] - 1
+    np.testing.assert_allclose(dataset.records[0].box, [cx - side / 2, cy - side / 2, side, side])
+    labelled = np.asarray(first["joints_vis"]) > 0
     np.testing.assert_allclose(
-        dataset.records[0].box,
-        [first["center"][0] - side / 2, first["center"][1] + 15 * first["scale"] - side / 2, side, side],
+        dataset.records[0].keypoints[labelled, :2], np.asarray(first["joints"], float)[labelled] - 1
     )
     sample = dataset[0]
     assert sample["image"].shape == (3, 256, 256) and sample["target"].shape == (16, 64, 64)
@@ -121,7 +135,7 @@ def test_mpii_task_scores_ground_truth_at_100_pckh(mpii_root, coco_root):
     assert metrics["PCKh"] == pytest.approx(100.0) and metrics["PCKh@0.1"] == pytest.approx(100.0)
     assert metrics["PCKh_visible"] is None  # raw MPII says nothing about occlusion
     occluded = task.evaluate(gt_predictions(splits["occluded_val"], noise=40.0), splits["occluded_val"])
-    assert occluded["PCKh_occluded"] is not None and occluded["PCKh"] < 100.0
+    assert 0.0 <= occluded["PCKh_occluded"] < 100.0 and occluded["PCKh"] < 100.0
 
 
 def test_mpii_without_head_boxes_is_one_line_error(mpii_root, coco_root):
@@ -150,24 +164,14 @@ def test_mpii_wrong_joint_count_names_entry_and_field(tmp_path):
 # --- CrowdPose and OCHuman ----------------------------------------------------------------------------
 
 
+# crowdIndex per fixture image: 0.15 and 0.8 sit on the two edges of the toolkit's buckets (easy < 0.2,
+# hard >= 0.8), where the paper's "0.1" or an inclusive 0.8 would file them elsewhere.
+CROWD_INDICES = (0.15, 0.5, 0.8, 0.3)
+
+
 def crowdpose_root(coco_root: Path, tmp_path: Path) -> Path:
-    """The COCO fixture rewritten in CrowdPose's layout: 14 joints (head = nose, neck = mid-shoulders)."""
-    data = json.loads((coco_root / "annotations" / "person_keypoints_val2017.json").read_text())
-    for ann in data["annotations"]:
-        k = np.asarray(ann["keypoints"], float).reshape(17, 3)
-        neck = np.zeros(3)
-        if k[5, 2] > 0 and k[6, 2] > 0:
-            neck = np.array([*(k[5, :2] + k[6, :2]) / 2, 2.0])
-        ann["keypoints"] = np.concatenate([k[5:17], k[0:1], neck[None]]).reshape(-1).tolist()
-        ann["num_keypoints"] = int((np.asarray(ann["keypoints"]).reshape(14, 3)[:, 2] > 0).sum())
-    for info, crowd in zip(data["images"], (0.05, 0.5, 0.95, 0.3), strict=True):
-        info["crowdIndex"] = crowd
-    data["categories"] = [CROWDPOSE_LAYOUT.category()]
-    root = tmp_path / "crowdpose"
-    (root / "json").mkdir(parents=True)
-    (root / "json" / "crowdpose_test.json").write_text(json.dumps(data))
-    (root / "images").symlink_to(coco_root / "val2017")
-    return root
+    """The COCO fixture in CrowdPose's published schema (no area, no segmentation)."""
+    return write_crowdpose_root(coco_root, tmp_path / "crowdpose", list(CROWD_INDICES))
 
 
 def pycocotools_ap(ann_file: Path, predictions, image_ids, sigmas) -> float:
@@ -181,28 +185,100 @@ def pycocotools_ap(ann_file: Path, predictions, image_ids, sigmas) -> float:
     return float(ev.stats[0])
 
 
-def test_crowdpose_ap_overall_and_by_crowd_index(coco_root, tmp_path):
+def noisy_predictions(dataset, seed: int) -> list[dict]:
+    """Ground truth plus per-person noise of different sizes and scores: OKS spread over the thresholds."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for record in dataset.records:
+        kps = record.keypoints.copy()
+        kps[:, :2] += rng.normal(0, rng.uniform(0.5, 12.0), kps[:, :2].shape)
+        kps[:, 2] = rng.uniform(0.3, 1.0, len(kps))
+        out.append({"image_id": record.image_id, "category_id": 1, "keypoints": kps.reshape(-1).tolist(),
+                    "score": float(rng.uniform(0.2, 1.0))})  # fmt: skip
+    return out
+
+
+def test_published_crowdpose_json_loads_as_published(coco_root, tmp_path):
+    ann = crowdpose_root(coco_root, tmp_path) / "json" / "crowdpose_test.json"
+    raw = json.loads(ann.read_text())
+    assert {k for a in raw["annotations"] for k in a} == set(
+        CROWDPOSE_ANNOTATION_KEYS
+    )  # no area, as published
+    assert {k for i in raw["images"] for k in i} == set(CROWDPOSE_IMAGE_KEYS)
+    dataset = CocoKeypoints(ann, ann.parent.parent / "images", spec=CROWDPOSE_LAYOUT)
+    assert dataset.records[0].keypoints.shape == (14, 3)
+    for ann_id, gt in dataset.coco.anns.items():  # OKS scale: CrowdPose's 0.53 x box area
+        assert gt["area"] == pytest.approx(0.53 * gt["bbox"][2] * gt["bbox"][3]), ann_id
+
+
+def test_crowdpose_metrics_equal_xtcocotools_keypoints_crowd(coco_root, tmp_path):
+    """AP / AP50 / AP75 / AR and AP easy / medium / hard against CrowdPose's own evaluation as mmpose runs it:
+    xtcocotools `COCOeval(gt, dt, "keypoints_crowd", sigmas, use_area=False)` on the published json."""
+    xtcoco = pytest.importorskip("xtcocotools.coco", reason="xtcocotools comes with the mmpose extra")
+    xteval = pytest.importorskip("xtcocotools.cocoeval")
     root = crowdpose_root(coco_root, tmp_path)
     ann = root / "json" / "crowdpose_test.json"
     dataset = CocoKeypoints(ann, root / "images", spec=CROWDPOSE_LAYOUT)
-    assert dataset.records[0].keypoints.shape == (14, 3)
-    perfect = dataset.evaluate(gt_predictions(dataset))
-    assert perfect["AP"] == pytest.approx(1.0)
-    assert [perfect[f"AP_{b}"] for b in ("easy", "medium", "hard")] == pytest.approx([1.0, 1.0, 1.0])
-    noisy = gt_predictions(dataset, noise=10.0, seed=1)
-    hard_image = 196141  # crowdIndex 0.95
-    mixed = [
-        p if p["image_id"] == hard_image else q for p, q in zip(noisy, gt_predictions(dataset), strict=True)
+    for seed in (0, 1, 2):
+        predictions = noisy_predictions(dataset, seed)
+        ours = dataset.evaluate(copy.deepcopy(predictions))
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = xtcoco.COCO(str(ann))
+            evaluator = xteval.COCOeval(
+                gt, gt.loadRes(copy.deepcopy(predictions)), "keypoints_crowd", CROWDPOSE_LAYOUT.sigmas,
+                use_area=False,
+            )  # fmt: skip
+            evaluator.evaluate(), evaluator.accumulate(), evaluator.summarize()
+        stats = evaluator.stats  # AP, AP50, AP75, AR, AR50, AR75, AP easy, medium, hard
+        assert 0.05 < stats[0] < 0.95, stats  # neither trivial nor empty: the comparison means something
+        for name, value in zip(("AP", "AP50", "AP75", "AR"), stats[[0, 1, 2, 3]], strict=True):
+            assert ours[name] == pytest.approx(value, abs=1e-12), (seed, name)
+        for name, value in zip(("AP_easy", "AP_medium", "AP_hard"), stats[6:9], strict=True):
+            assert round(ours[name], 4) == value, (seed, name)  # the toolkit rounds these to 4 decimals
+
+
+def _hand_crowdpose(tmp_path: Path) -> Path:
+    """Two images, one person each, boxes 100 x 200 (OKS scale s^2 = 0.53 * 20000 = 10600), no area."""
+    people = [
+        {"num_keypoints": 14, "iscrowd": 0,
+         "keypoints": [v for j in range(14) for v in (10 + 5 * j, 20 + 10 * j, 2)],
+         "image_id": image_id, "bbox": [0.0, 0.0, 100.0, 200.0], "category_id": 1, "id": image_id * 10}
+        for image_id in (1, 2)
+    ]  # fmt: skip
+    images = [
+        {"file_name": "a.jpg", "id": 1, "height": 240, "width": 120, "crowdIndex": 0.15},  # easy (< 0.2)
+        {"file_name": "b.jpg", "id": 2, "height": 240, "width": 120, "crowdIndex": 0.8},  # hard (>= 0.8)
     ]
-    stats = dataset.evaluate(mixed)
-    assert stats["AP_easy"] == pytest.approx(1.0) and stats["AP_medium"] == pytest.approx(1.0)  # untouched
-    assert stats["AP_hard"] == pytest.approx(
-        pycocotools_ap(ann, mixed, [hard_image], CROWDPOSE_LAYOUT.sigmas)
+    ann = tmp_path / "hand.json"
+    ann.write_text(json.dumps({"categories": [CROWDPOSE_LAYOUT.category()], "images": images,
+                               "annotations": people}))  # fmt: skip
+    return ann
+
+
+def test_crowdpose_ap_by_hand(tmp_path):
+    """Image 1: every joint off by d with d^2 = 2 s^2 k^2 ln(1 / 0.72), so each OKS term and the OKS are
+    0.72: a match at thresholds 0.50-0.70 (5 of 10), AP 0.5. Image 2: exact, AP 1. Both: at the five low
+    thresholds both match (AP 1); at the five high ones only image 2's pose (score 0.9, ranked first)
+    matches, precision 1 up to recall 0.5: 51 of 101 recall points, AP 51/101. With COCO's own area rule
+    (area = w * h, s^2 = 20000) image 1's OKS would be 0.72^0.53 = 0.84 and its AP 0.7."""
+    from tasks.pose.dataset import load_coco
+    from tasks.pose.evaluation import crowd_index_ap, oks_ap
+
+    ann = _hand_crowdpose(tmp_path)
+    coco = load_coco(ann, box_area=True)
+    kappa_sq = (2 * CROWDPOSE_LAYOUT.sigmas) ** 2
+    truth = np.asarray(coco.anns[10]["keypoints"], float).reshape(14, 3)
+    shifted = truth.copy()
+    shifted[:, 0] += np.sqrt(2 * 10600.0 * kappa_sq * np.log(1 / 0.72))
+    shifted[:, 2] = truth[:, 2] = 1.0
+    one = {"image_id": 1, "category_id": 1, "keypoints": shifted.reshape(-1).tolist(), "score": 0.8}
+    two = {"image_id": 2, "category_id": 1, "keypoints": truth.reshape(-1).tolist(), "score": 0.9}
+    assert oks_ap(coco, [one], [1], CROWDPOSE_LAYOUT.sigmas)["AP"] == pytest.approx(0.5)
+    assert oks_ap(coco, [one, two], [1, 2], CROWDPOSE_LAYOUT.sigmas)["AP"] == pytest.approx(
+        (5 * 1.0 + 5 * 51 / 101) / 10
     )
-    assert stats["AP_hard"] < 0.9
-    assert stats["AP"] == pytest.approx(
-        pycocotools_ap(ann, mixed, dataset.image_ids, CROWDPOSE_LAYOUT.sigmas)
-    )
+    buckets = crowd_index_ap(coco, [one, two], [1, 2], CROWDPOSE_LAYOUT.sigmas)
+    assert buckets == {"AP_easy": pytest.approx(0.5), "AP_medium": None, "AP_hard": pytest.approx(1.0)}
 
 
 def test_crowdpose_task_metrics_and_wrong_keypoint_count(coco_root, tmp_path):
@@ -307,7 +383,7 @@ def test_detection_file_for_other_images_is_named(coco_fixture, tmp_path):
 # --- visible / occluded ----------------------------------------------------------------------------------
 
 
-def test_coco_v1_counts_as_occluded_and_splits_add_up(coco_fixture):
+def test_coco_v1_counts_as_occluded_and_splits_add_up(coco_fixture, tmp_path):
     ann_file, image_dir = coco_fixture
     dataset = CocoKeypoints(ann_file, image_dir)
     predictions = gt_predictions(dataset, noise=5.0, seed=3)
@@ -333,7 +409,20 @@ def test_coco_v1_counts_as_occluded_and_splits_add_up(coco_fixture):
     stats = dataset.evaluate(gt_predictions(dataset))
     assert stats["AP_visible"] == pytest.approx(1.0) and stats["AP_occluded"] == pytest.approx(1.0)
     noisy = dataset.evaluate(predictions)
-    assert noisy["AP_visible"] is not None and noisy["AP_occluded"] is not None
+    # Reference: pycocotools on a ground-truth copy keeping only that kind of keypoint (v=1 = occluded),
+    # persons without one of them left out together with their prediction.
+    for kind, keep in (("visible", 2), ("occluded", 1)):
+        data = json.loads(ann_file.read_text())
+        for ann in data["annotations"]:
+            k = np.asarray(ann["keypoints"], float).reshape(-1, 3)
+            k[k[:, 2] != keep] = 0
+            ann["keypoints"], ann["num_keypoints"] = k.reshape(-1).tolist(), int((k[:, 2] > 0).sum())
+        kept = {a["id"] for a in data["annotations"] if a["num_keypoints"] > 0}
+        reference = tmp_path / f"{kind}.json"
+        reference.write_text(json.dumps(data))
+        chosen = [p for p in predictions if p["ann_id"] in kept]
+        expected = pycocotools_ap(reference, chosen, dataset.image_ids, COCO_OKS_SIGMAS)
+        assert 0.0 < expected < 1.0 and noisy[f"AP_{kind}"] == pytest.approx(expected, abs=1e-12), kind
 
 
 def test_dslope_on_mpii_through_the_engine_records_pckh(mpii_root, coco_root, tmp_path):
@@ -358,13 +447,32 @@ def test_dslope_on_mpii_through_the_engine_records_pckh(mpii_root, coco_root, tm
         f"output.work_dir={tmp_path / 'work'}",
         f"output.results_dir={tmp_path / 'results'}",
     ]
-    outcome = run_experiment(load_config(CONFIG_ROOT / "pose" / "default.yaml", overrides))
+    cfg = load_config(CONFIG_ROOT / "pose" / "default.yaml", overrides)
+    outcome = run_experiment(cfg)
     enet = {r.split: r for r in outcome.records if r.network == "enet"}
     assert set(enet) == {"clean_val", "occluded_val"}
     assert enet["clean_val"].dataset == "mpii" and "PCKh" in enet["clean_val"].metrics
     assert enet["clean_val"].higher_is_better["PCKh"] is True
     assert 0.0 <= enet["clean_val"].metrics["PCKh"] <= 100.0
-    assert enet["occluded_val"].metrics["PCKh_occluded"] is not None
+    # The recorded PCKh_occluded is what its prediction file and the occluded json give (a number).
+    from harness.factory import build_task
+    from harness.run_setup import occlusion_plan
+
+    occluded = enet["occluded_val"]
+    predicted = json.loads((outcome.run_dir / "predictions" / "enet__occluded_val.json").read_text())
+    _, splits = build_task(cfg).datasets(seed=cfg.seed, occlusion=occlusion_plan(cfg, True))  # cached
+    entries = splits["occluded_val"].entries
+    boxes = json.loads((mpii_root / "annot" / "head_boxes.json").read_text())
+    rows = sorted(predicted, key=lambda p: p["ann_id"])
+    reference = pckh_table(
+        np.asarray([np.asarray(p["keypoints"]).reshape(16, 3)[:, :2] for p in rows]),
+        np.asarray([entries[p["ann_id"]]["joints"] for p in rows], float) - 1,  # the json is 1-based
+        np.asarray([entries[p["ann_id"]]["joints_vis"] for p in rows]) > 0,
+        np.asarray([boxes[p["ann_id"]] for p in rows], float),
+        np.asarray([entries[p["ann_id"]]["occluded_joints"] for p in rows], bool),
+    )
+    assert 0.0 <= reference["PCKh_occluded"] <= 100.0
+    assert occluded.metrics["PCKh_occluded"] == pytest.approx(reference["PCKh_occluded"], abs=1e-9)
     assert enet["clean_val"].data["keypoint_layout"] == "mpii"
 
 

@@ -77,3 +77,29 @@ def test_real_format_run_is_quiet_and_not_called_embedded(coco_root, tmp_path):
         np.isfinite(r["metrics"]["AP"]) for r in records
     )
     assert all(Path(r["predictions"]["file"]).is_file() for r in records)
+
+
+def test_published_crowdpose_trains_and_evaluates(coco_root, tmp_path):
+    """CrowdPose's json as published has no `area`: training ran and evaluation died in COCOeval before."""
+    from published_formats import write_crowdpose_root
+
+    root = write_crowdpose_root(coco_root, tmp_path / "crowdpose", [0.1, 0.5, 0.9, 0.3], ("trainval", "test"))
+    sets = [
+        *FAST,
+        "data.dataset=crowdpose",
+        f"data.root={root}",
+        f"data.patch_root={coco_root}",  # CrowdPose has no person masks to cut patches from
+        "data.patch_split=val2017",
+        f"output.work_dir={tmp_path / 'w'}",
+        f"output.results_dir={tmp_path / 'r'}",
+    ]
+    result = CliRunner().invoke(
+        app, ["run", "--task", "pose", "--method", "clean", *[x for s in sets for x in ("--set", s)]]
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(p.read_text()) for p in (tmp_path / "r" / "runs").glob("*.json")]
+    assert {r["dataset"] for r in records} == {"crowdpose"} and len(records) == 2
+    for record in records:
+        for name in ("AP", "AP50", "AP75", "AP_easy", "AP_medium", "AP_hard"):
+            value = record["metrics"][name]
+            assert isinstance(value, float) and 0.0 <= value <= 1.0, (name, value)
