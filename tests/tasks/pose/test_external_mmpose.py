@@ -154,3 +154,36 @@ def test_harness_ap_equals_coco_metric_where_the_poses_score(pose_data, tmp_path
     assert 0.2 < ours < 1.0
     assert ours == pytest.approx(_coco_metric_ap(json.loads(written.read_text()), _clean_annotations(task),
                                                  model.meta))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spec", "weights", "fragment"),
+    [
+        ("mmpose:dekr_hrnet-w32_8xb10-140e_coco-512x512", None, "a BottomupPoseEstimator (bottom-up, 3D"),
+        ("mmpose:image-pose-lift_tcn_8xb64-200e_h36m", None, "a PoseLifter (bottom-up, 3D or another kind)"),
+        ("mmpose:td-hm_litehrnet-18_8xb64-210e_mpii-256x256", None, "predicts the 16 keypoints of mpii, the "
+         "splits have the 17 of coco (a layout the model does not predict)"),
+        (f"mmpose:{HEATMAP}", SIMCC, "does not fit the model of mmpose:td-hm_litehrnet-18"),
+        (f"mmpose:{HEATMAP}", "corrupt", "is corrupt or unsafe"),
+        ("mmpose:td-hm_litehrnet-18_coco", None, "no such config in mmpose's configs (did you mean"),
+        ("mmpose:/no/such/config.py", None, "no config file at /no/such/config.py"),
+    ],
+)  # fmt: skip
+def test_models_that_cannot_be_scored_fail_in_one_line(spec, weights, fragment, tmp_path):
+    if weights == "corrupt":
+        checkpoint = tmp_path / "corrupt.pth"
+        checkpoint.write_bytes(b"not a checkpoint")
+    else:
+        checkpoint = random_checkpoint(weights or HEATMAP, tmp_path)
+    results, work = tmp_path / "results", tmp_path / "w"
+    args = ["eval", "--model", spec, "--checkpoint", str(checkpoint), "--config", str(TINY),
+            "--set", f"output.results_dir={results}", "--set", f"output.work_dir={work}"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output and result.output.count("error") == 1, result.output
+    assert not list(results.rglob("*.json"))
+
+
+def test_an_mmpose_spec_needs_its_checkpoint(tmp_path):
+    result = runner.invoke(app, ["eval", "--model", f"mmpose:{HEATMAP}", "--task", "pose"])
+    assert result.exit_code == 2 and "--checkpoint (a local .pth of the model) is required" in result.output
