@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,9 @@ def _dataset_meta(config) -> dict[str, Any]:
 
     dataset = config.test_dataloader.dataset
     metainfo = dataset.get("metainfo") or DATASETS.get(dataset.type).METAINFO
-    return parse_pose_metainfo(dict(metainfo))
+    with warnings.catch_warnings():  # "configs/_base_/... does not exist, the package's is used": as meant
+        warnings.filterwarnings("ignore", message="The metainfo config file")
+        return parse_pose_metainfo(dict(metainfo))
 
 
 def _check_layout(spec: ModelSpec, meta: dict[str, Any], layout: KeypointSpec) -> None:
