@@ -333,14 +333,6 @@ def _imagenet_table(backbones: list[str]) -> Table:
     return table
 
 
-def main() -> None:  # pragma: no cover - console entry for `python -m harness.cli`
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 # `harness benchmark build ...` lives in its own module (one job per module).
 from harness.benchmark_cli import benchmark_app  # noqa: E402
 
@@ -351,3 +343,12 @@ from harness.eval_cli import eval_command, predict_command  # noqa: E402
 
 app.command("eval")(eval_command)
 app.command("predict")(predict_command)
+
+
+def main() -> None:
+    """Console entry of `python -m harness.cli`: below every registration, so each sub-command exists."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover (run as a subprocess in tests/harness/test_cli.py)
+    sys.exit(main())

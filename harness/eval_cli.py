@@ -1,7 +1,10 @@
-"""`harness eval` and `harness predict`: the commands that use a trained run without training it.
+"""`harness eval` and `harness predict`: the commands that use a trained run (or, for `eval`, a model of
+another library) without training it.
 
 Example:
     harness eval work_dirs/<run> --severity 0,1,2,3,4
+    harness eval --model mmpose:td-hm_hrnet-w32_8xb64-210e_coco-256x192 --checkpoint hrnet_w32.pth --task pose
+    harness eval --model onnx:w600k_r50.onnx --task face_recognition --severity 0,1,2,3,4
     harness eval work_dirs/<run> --config configs/pose/ochuman_hrnet-w32_256x192.yaml \
         --set data.root=/data/coco
     harness predict work_dirs/<run> photos/ --out predicted/
@@ -17,15 +20,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 
 console = Console(stderr=True)
 
 
 def eval_command(
-    run_dir: Path = typer.Argument(
-        ..., help="A run dir (config.yaml + checkpoint.pt), finished or interrupted."
+    run_dir: Path | None = typer.Argument(
+        None,
+        help="A run dir (config.yaml + checkpoint.pt), finished or interrupted; same as --model run:DIR.",
     ),
+    model: str | None = typer.Option(
+        None,
+        help="run:<RUN_DIR> | mmpose:<config name or .py> | onnx:<file> | face_alignment:<2D-FAN variant>.",
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, help="Local weights of an external model (mmpose .pth, FAN)."
+    ),
+    task: str | None = typer.Option(None, help="Task to score an external model on (default: --config's)."),
     network: str | None = typer.Option(None, help="Network to score (default: the method's evaluated one)."),
     config: Path | None = typer.Option(
         None, help="A config of the same task: its data/occlusion are scored."
@@ -40,16 +52,13 @@ def eval_command(
     device: str | None = typer.Option(None, help="cpu or cuda (default: the run's)."),
     debug: bool = typer.Option(False, help="Show full tracebacks."),
 ) -> None:
-    """Score a trained run on any split its task can build (no training); write records and predictions."""
+    """Score a trained run or an external model on any split its task can build (no training); write
+    records and predictions."""
     from harness.cli_errors import fail as _fail
-    from harness.evaluate_run import evaluate_run, parse_severities
 
     try:
         overrides = [*set_, *([f"device={device}"] if device else [])]
-        outcome = evaluate_run(
-            run_dir, network=network, config_file=config, overrides=overrides, splits=split or None,
-            severities=parse_severities(severity), console=console,
-        )  # fmt: skip
+        outcome = _evaluate(run_dir, model, checkpoint, task, network, config, overrides, split, severity)
     except HarnessError as err:
         _fail(err, debug)
     records = outcome.records
@@ -64,6 +73,34 @@ def eval_command(
     Console(width=max(shutil.get_terminal_size().columns, 120)).print(table)
     results = Path(records[0].config["output"]["results_dir"]) / "runs"
     typer.echo(f"{len(records)} records ({records[0].run_id}) in {results}; predictions in {outcome.folder}")
+
+
+def _evaluate(run_dir, model, checkpoint, task, network, config, overrides, splits, severity):
+    """`run:` (or a positional run dir) goes to evaluate_run, any other spec to evaluate_external."""
+    from harness.evaluate_external import evaluate_external
+    from harness.evaluate_run import evaluate_run, parse_severities
+    from harness.external import RUN_KIND, ModelSpec
+
+    if run_dir is not None and model is not None:
+        raise ConfigError("eval: give a run dir or --model, not both")
+    if run_dir is None and model is None:
+        raise ConfigError("eval: give a run dir or --model KIND:TARGET (e.g. --model run:work_dirs/<run>)")
+    spec = ModelSpec(RUN_KIND, str(run_dir)) if run_dir is not None else ModelSpec.parse(model)
+    severities = parse_severities(severity)
+    if spec.kind == RUN_KIND:
+        for option, value in (("--checkpoint", checkpoint), ("--task", task)):
+            if value is not None:
+                raise ConfigError(f"{option}: a trained run brings its own (only external models take it)")
+        return evaluate_run(
+            Path(spec.target), network=network, config_file=config, overrides=overrides,
+            splits=splits or None, severities=severities, console=console,
+        )  # fmt: skip
+    if network is not None:
+        raise ConfigError("--network: an external model has one network (only trained runs take it)")
+    return evaluate_external(
+        spec, task=task, checkpoint=checkpoint, config_file=config, overrides=overrides,
+        splits=splits or None, severities=severities, console=console,
+    )  # fmt: skip
 
 
 def predict_command(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from harness.predictions import save_predictions
 from harness.results import ResultRecord, write_record
 from harness.run_records import task_record
 from harness.run_setup import now
+from harness.task import Task
 from harness.trained_run import load_trained, run_config
 
 EVALUATIONS_DIR = "evaluations"
@@ -67,6 +69,12 @@ def eval_config(source: RunConfig, config_file: Path | None, overrides: list[str
                 f"--config: {config_file} is a {given.task} config, the run is a {source.task} run"
             )
         tree["data"], tree["occlusion"] = given.to_dict()["data"], given.to_dict()["occlusion"]
+    check_eval_overrides(overrides)
+    return config_from_tree(apply_overrides(tree, overrides))
+
+
+def check_eval_overrides(overrides: list[str]) -> None:
+    """Raise ConfigError for a `--set` key an evaluation may not change (anything but EVAL_KEYS)."""
     for item in overrides:
         key = item.partition("=")[0]
         if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in EVAL_KEYS):
@@ -75,7 +83,67 @@ def eval_config(source: RunConfig, config_file: Path | None, overrides: list[str
                 "occlusion.*, train.eval_batch_size, train.num_workers, train.amp, train.amp_dtype, device, "
                 "output.results_dir"
             )
-    return config_from_tree(apply_overrides(tree, overrides))
+
+
+def severity_configs(
+    cfg: RunConfig, severities: list[int] | None, splits: list[str] | None
+) -> dict[int | None, RunConfig]:
+    """The eval config per severity level asked for (`--severity`), or `cfg` alone at its own level.
+
+    Raises:
+        ConfigError: `--split` together with `--severity`, or a level off the task's ladder.
+    """
+    if severities is None:
+        return {cfg.occlusion.val_severity: cfg}
+    if splits:
+        raise ConfigError("--split and --severity: a severity ladder scores the occluded split only")
+    return {k: _at_severity(cfg, k) for k in severities}
+
+
+@dataclass
+class Scored:
+    """One split scored at one level: what its record and prediction file are made from."""
+
+    config: RunConfig
+    split: str
+    dataset: Any
+    metrics: dict
+    predictions: list
+    provenance: dict
+
+
+def score_levels(
+    task: Task,
+    levels: dict[int | None, RunConfig],
+    *,
+    ladder: bool,
+    splits: list[str] | None,
+    score: Callable[[str, int | None, Any], tuple[dict, list]],
+) -> list[Scored]:
+    """Build each level's splits and score the wanted ones with `score(split, level, dataset)`.
+
+    Args:
+        ladder: a `--severity` ladder: only the occluded split of each level is scored.
+        splits: the splits asked for (default: every split the data defines).
+
+    Raises:
+        ConfigError: a split the data does not define.
+    """
+    from harness.run_setup import occlusion_plan
+
+    scored = []
+    for level, level_cfg in levels.items():
+        _, available = task.datasets(
+            seed=level_cfg.seed, occlusion=occlusion_plan(level_cfg, needs_twin=False)
+        )
+        wanted = [task.occluded_split] if ladder else (splits or list(available))
+        unknown = [name for name in wanted if name not in available]
+        if unknown:
+            raise ConfigError(f"--split: '{unknown[0]}' is not a split of this data ({', '.join(available)})")
+        for split in wanted:
+            metrics, predictions = score(split, level, available[split])
+            scored.append(Scored(level_cfg, split, available[split], metrics, predictions, task.provenance()))
+    return scored
 
 
 def _at_severity(cfg: RunConfig, level: int) -> RunConfig:
@@ -131,12 +199,7 @@ def evaluate_run(
     overrides = list(overrides or [])
     source = run_config(run_dir, "eval")
     cfg = eval_config(source, config_file, overrides)
-    if severities is not None:
-        if splits:
-            raise ConfigError("--split and --severity: a severity ladder scores the occluded split only")
-        levels = {k: _at_severity(cfg, k) for k in severities}
-    else:
-        levels = {cfg.occlusion.val_severity: cfg}
+    levels = severity_configs(cfg, severities, splits)
     results_dir = Path(cfg.output.results_dir)
     ensure_writable(results_dir / "runs", "output.results_dir")
     device = torch.device(cfg.device)
@@ -152,30 +215,21 @@ def evaluate_run(
     ).hexdigest()[:10]
     folder = run_dir / EVALUATIONS_DIR / eval_id
     started_at = now()
-    from harness.run_setup import default_workers, occlusion_plan
+    from harness.run_setup import loader_workers
 
-    workers = cfg.train.num_workers if cfg.train.num_workers is not None else default_workers()
-    scored: list[tuple[RunConfig, str, Any, dict, list, dict]] = []
-    for level, level_cfg in levels.items():
-        _, available = task.datasets(
-            seed=level_cfg.seed, occlusion=occlusion_plan(level_cfg, needs_twin=False)
-        )
-        wanted = [task.occluded_split] if severities is not None else (splits or list(available))
-        unknown = [name for name in wanted if name not in available]
-        if unknown:
-            raise ConfigError(f"--split: '{unknown[0]}' is not a split of this data ({', '.join(available)})")
-        for split in wanted:
-            metrics, predictions = evaluate_split(
-                task, model, available[split], device=device, batch_size=cfg.train.eval_batch_size,
-                num_workers=workers, precision=precision, console=console,
-                description=f"eval {network} on {split}" + ("" if level is None else f" (severity {level})"),
-            )  # fmt: skip
-            scored.append((level_cfg, split, available[split], metrics, predictions, task.provenance()))
+    def score(split: str, level: int | None, dataset: Any) -> tuple[dict, list]:
+        return evaluate_split(
+            task, model, dataset, device=device, batch_size=cfg.train.eval_batch_size,
+            num_workers=loader_workers(cfg), precision=precision, console=console,
+            description=f"eval {network} on {split}" + ("" if level is None else f" (severity {level})"),
+        )  # fmt: skip
 
+    scored = score_levels(task, levels, ladder=severities is not None, splits=splits, score=score)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     records = []
-    for level_cfg, split, dataset, metrics, predictions, provenance in scored:
+    for item in scored:
+        level_cfg, split, provenance = item.config, item.split, item.provenance
         level = level_cfg.occlusion.val_severity if split == task.occluded_split else None
         record = task_record(
             cfg,
@@ -184,7 +238,7 @@ def evaluate_run(
             network=network,
             run_id=f"{run_dir.name}.eval-{eval_id}",
             status="ok",
-            metrics=metrics,
+            metrics=item.metrics,
             config=level_cfg.to_dict(),
             config_hash=level_cfg.hash(),
             data=provenance,
@@ -194,6 +248,7 @@ def evaluate_run(
             severity=level,
             evaluated=network == trained.evaluated,
             evaluation={
+                "model": f"run:{run_dir.name}",
                 "source_run_id": run_dir.name,
                 "source_run_dir": str(run_dir),
                 "source_config_hash": source.hash(),
@@ -209,8 +264,8 @@ def evaluate_run(
         record.training = {"steps": record.training["step"], "epochs": record.training["epoch"],
                            "images": record.training["images"], "device": str(device),
                            "precision": precision.name}  # fmt: skip
-        record.samples = task.showcase(predictions, dataset)
-        record.predictions = save_predictions(task, predictions, dataset, folder, record)
+        record.samples = task.showcase(item.predictions, item.dataset)
+        record.predictions = save_predictions(task, item.predictions, item.dataset, folder, record)
         records.append(record)
     for record in records:
         write_record(record, results_dir)

@@ -147,3 +147,65 @@ def quiet_mmengine() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+class _DistributionNotFound(Exception):
+    """pkg_resources.DistributionNotFound of the stand-in."""
+
+
+class _Distribution:
+    """The part of a pkg_resources Distribution mmengine reads: location, version, metadata files."""
+
+    def __init__(self, dist: importlib.metadata.Distribution):
+        self._dist = dist
+        self.location = str(dist.locate_file(""))
+        self.version = dist.version
+        self.project_name = dist.metadata["Name"]
+
+    def has_metadata(self, name: str) -> bool:
+        return self._dist.read_text(name) is not None
+
+    def get_metadata(self, name: str) -> str:
+        return self._dist.read_text(name) or ""
+
+
+def _get_distribution(name: str) -> _Distribution:
+    try:
+        return _Distribution(importlib.metadata.distribution(name))
+    except importlib.metadata.PackageNotFoundError:
+        raise _DistributionNotFound(name) from None
+
+
+def _pkg_resources_stand_in() -> dict[str, types.ModuleType]:
+    """`pkg_resources` backed by importlib.metadata, where setuptools no longer ships it (81 and later):
+    `mmpose.apis` resolves its install folder with mmengine's `get_installed_path` when it is imported."""
+    if importlib.util.find_spec("pkg_resources") is not None:
+        return {}
+    module = types.ModuleType("pkg_resources")
+    module.get_distribution = _get_distribution
+    module.DistributionNotFound = _DistributionNotFound
+    return {"pkg_resources": module}
+
+
+def import_mmpose_apis() -> types.ModuleType:
+    """`mmpose.apis` (inference_topdown, init_model), the reference the harness's mmpose adapter is tested
+    against: `mmpose.models` through the shim above, and `pkg_resources` stood in only while it imports
+    and only when setuptools lacks it.
+
+    Raises:
+        ConfigError: the extra is missing or mmpose.apis fails to import.
+    """
+    import_mmpose_models()
+    if "mmpose.apis" in sys.modules:
+        return sys.modules["mmpose.apis"]
+    stand_ins = _pkg_resources_stand_in()
+    sys.modules.update(stand_ins)
+    try:
+        return importlib.import_module("mmpose.apis")
+    except Exception as err:
+        raise ConfigError(
+            f"`import mmpose.apis` failed ({type(err).__name__}: {err}); {INSTALL_HINT}"
+        ) from None
+    finally:
+        for name in stand_ins:
+            sys.modules.pop(name, None)

@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 SPLIT_ROLES = ("clean", "occluded", "extra")
-METHOD_ROLES = ("method", "baseline", "reference")
+# "external": a model this harness did not train (`harness eval --model`), ranked with the others in the
+# leaderboard but never part of a paired verdict.
+METHOD_ROLES = ("method", "baseline", "reference", "external")
 
 
 def split_role(split: str | None, clean_split: str, occluded_split: str) -> str | None:

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from harness.errors import ConfigError
+from harness.external import ExternalModel, ModelSpec, unsupported
 from harness.occlusion import OcclusionSettings
 
 
@@ -73,6 +74,8 @@ class Task(ABC):
     ignored_occlusion_keys: tuple[str, ...] = ()
     # The extension of the prediction files `write_predictions` writes (json, csv).
     prediction_format: str = "json"
+    # Spec kinds of models from other libraries this task scores (`harness eval --model KIND:...`).
+    external_kinds: tuple[str, ...] = ()
 
     def __init__(self, settings: BaseModel, cache_dir: Path | None = None):
         self.settings = settings
@@ -180,6 +183,16 @@ class Task(ABC):
     def draw_prediction(self, image, prediction: dict[str, Any]):
         """Draw one prediction of `inference_dataset` onto a BGR uint8 image (in place) and return it."""
         return image
+
+    def external_model(self, spec: ModelSpec, checkpoint: Path | None) -> ExternalModel:
+        """A model of another library (`--model KIND:TARGET`, weights `checkpoint`), loaded and checked
+        against this task's data (input, layout), ready to score its splits.
+
+        Raises:
+            ConfigError, CheckpointError: a kind the task does not score, a missing extra, a model that does
+                not fit the data (layout, input size), weights that do not fit the model.
+        """
+        raise unsupported(type(self).__name__, spec, self.external_kinds)
 
     def metric(self, name: str) -> Metric:
         """The metric called `name` (tasks whose metrics depend on the dataset set `self.metrics`)."""

@@ -92,7 +92,8 @@ def generate_report(
         return summary
     summary.failed = [r for r in records if r.get("status") != "ok"]
     main = build_tables(table_records(records), tables_policy, summary.notes)
-    tables = main + severity_tables(records)  # metric vs. occlusion severity (harness/report/severity.py)
+    # metric vs. occlusion severity with the robustness summary (harness/report/severity.py)
+    tables = main + severity_tables(records, tables_policy, summary.notes)
     summary.tables = write_tables(tables, summary.failed, out_dir / "tables", formats)
     summary.markdown = [headline_markdown(t) for t in tables]
     verdicts = paired_verdicts(table_records(records), _is_evaluated, _variant, _cell, RANDOM_FACTORS)

@@ -1,5 +1,5 @@
 """The paper's table policy, read from a YAML file (default `configs/report.yaml`): which tables the records
-are grouped into and what the ablation table is called.
+are grouped into, what the ablation table is called and which row the robustness summary's mCE divides by.
 
 Nothing here names a task, dataset or method: those names live in the YAML. Which method is under study,
 which network is evaluated and which split is clean or occluded come from the records (harness/roles.py).
@@ -62,9 +62,20 @@ class AblationSpec(_Strict):
     title: str = "Ablation: {method} switches (evaluated network)"
 
 
+class RobustnessSpec(_Strict):
+    """The severity leaderboard's summary: `references` are where-specs of the row mCE divides by, tried in
+    order; the first matching exactly one row of a table is its reference."""
+
+    references: list[dict[str, list[str]]] = []
+
+    def reference_specs(self) -> list[TableSpec]:
+        return [TableSpec(name="reference", title="mCE reference", where=where) for where in self.references]
+
+
 class ReportPolicy(_Strict):
     tables: list[TableSpec] = []
     ablation: AblationSpec = AblationSpec()
+    robustness: RobustnessSpec = RobustnessSpec()
 
 
 def load_policy(path: Path | None = None) -> ReportPolicy:

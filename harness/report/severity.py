@@ -1,9 +1,11 @@
-"""Metric vs. occlusion severity: the one result no peer offers, as a table and a figure.
+"""Metric vs. occlusion severity: the one result no peer offers, as a leaderboard and a figure.
 
 Records scored on a severity level carry it in `severity` (`harness eval --severity`, or a run with
-`occlusion.val_severity` set, e.g. a sweep axis). Per task and dataset, one row / line per method (and
-backbone, and config variant other than the level), one column / point per level: the evaluated network's
-primary metric, mean ± std over seeds; the figure draws the std as a band.
+`occlusion.val_severity` set, e.g. a sweep axis). Per task and dataset, one row / line per model (method and
+backbone, and config variant other than the level: trained runs and external models, `harness eval --model`,
+alike), one column / point per level: the evaluated network's primary metric, mean ± std over seeds; then
+the robustness summary (harness/report/robustness.py: mean occluded, relative robustness, mCE against the
+reference row of `configs/report.yaml`). The figure draws the levels, the std as a band.
 
 These records never enter the main tables (a level is not a split of its own there), and an evaluation that
 re-scores a run on its own settings (`harness eval` without new data) is the same number as the training
@@ -18,7 +20,9 @@ from typing import Any
 
 from harness.report.canvas import _new_figure, _save
 from harness.report.interpret import _is_evaluated, _primary_metric
+from harness.report.policy import ReportPolicy
 from harness.report.records import _lookup
+from harness.report.robustness import MCE, MEAN, RELATIVE, SUMMARY, summary_points
 from harness.report.tables import Table, build_table
 
 # Where a severity may sit in a record: the declared field first; older hand-made records used the others.
@@ -48,8 +52,13 @@ def table_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept
 
 
-def severity_tables(records: list[dict[str, Any]]) -> list[Table]:
-    """One table per (task, dataset) with ≥ 2 levels: rows method/backbone, columns `severity <k>`."""
+def severity_tables(
+    records: list[dict[str, Any]], policy: ReportPolicy | None = None, notes: list[str] | None = None
+) -> list[Table]:
+    """One leaderboard per (task, dataset) with ≥ 2 levels: rows method/backbone, columns `severity <k>`,
+    then the robustness summary (mCE when `policy` names a reference row the table has)."""
+    references = (policy or ReportPolicy()).robustness.reference_specs()
+    notes = notes if notes is not None else []
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         level = severity_of(r)
@@ -74,6 +83,7 @@ def severity_tables(records: list[dict[str, Any]]) -> list[Table]:
             continue
         name = f"severity_{task}_{dataset}"
         title = f"{task} · {dataset}: {next(iter(points[0]['metrics']))} vs. occlusion severity"
+        points = points + summary_points(points, references, name, notes)
         tables.append(_by_level(build_table(name, title, points, [], ["method", "backbone"])))
     return tables
 
@@ -82,9 +92,16 @@ def _level_text(level: float) -> str:
     return str(int(level)) if float(level).is_integer() else str(level)
 
 
+def _column_order(column: tuple[str, str]) -> tuple[float, int]:
+    split, metric = column
+    if split == SUMMARY:
+        return math.inf, (MEAN, RELATIVE, MCE).index(metric)
+    return float(split.split(" ", 1)[1]), 0
+
+
 def _by_level(table: Table) -> Table:
-    """Columns in numeric level order (build_table orders them as strings: 10 before 2)."""
-    order = sorted(range(len(table.columns)), key=lambda c: float(table.columns[c][0].split(" ", 1)[1]))
+    """Columns in numeric level order (build_table orders them as strings: 10 before 2), the summary last."""
+    order = sorted(range(len(table.columns)), key=lambda c: _column_order(table.columns[c]))
     position = {old: new for new, old in enumerate(order)}
     table.cells = {(r, position[c]): cell for (r, c), cell in table.cells.items()}
     table.columns = [table.columns[c] for c in order]
@@ -100,9 +117,11 @@ def figure_severity(tables: list[Table], out: Path, notes: list[str]) -> list[Pa
     for table in tables:
         fig = _new_figure(4.8, 3.2)
         ax = fig.add_subplot()
-        levels = [float(split.split(" ", 1)[1]) for split, _ in table.columns]
+        at_level = [(c, split) for c, (split, _) in enumerate(table.columns) if split != SUMMARY]
+        levels = [float(split.split(" ", 1)[1]) for _, split in at_level]
         for r, row in enumerate(table.rows):
-            points = [(x, *table.cells[r, c]) for c, x in enumerate(levels) if (r, c) in table.cells]
+            points = [(x, *table.cells[r, c]) for (c, _), x in zip(at_level, levels, strict=True)
+                      if (r, c) in table.cells]  # fmt: skip
             xs = [p[0] for p in points]
             means = [p[1] for p in points]
             stds = [p[2] if p[3] > 1 and not math.isnan(p[2]) else 0.0 for p in points]

@@ -13,6 +13,7 @@ from torch import nn
 
 from harness.cache import images_digest
 from harness.errors import ConfigError, DataError
+from harness.external import ExternalModel, ModelSpec
 from harness.occlusion import PatchLibrary
 from harness.registry import TASKS
 from harness.task import Metric, OcclusionPlan, Task
@@ -103,6 +104,7 @@ class FaceAlignmentTask(Task):
     )
     primary_metric = "NME"
     severity_levels = tuple(SEVERITY_LEVELS)
+    external_kinds = ("face_alignment",)  # `--model face_alignment:2DFAN-4` (external_fan.py)
 
     def __init__(self, settings: FaceAlignmentSettings, cache_dir: Path | None = None):
         if cache_dir is None and settings.cache_dir:
@@ -335,6 +337,13 @@ class FaceAlignmentTask(Task):
         occluded = np.stack([r.occluded for r in records])
         stats = landmark_metrics(pred, gt, labelled, occluded, norm, threshold=0.1)
         return {m.name: stats[m.name] for m in self.metrics}
+
+    def external_model(self, spec: ModelSpec, checkpoint: Path | None) -> ExternalModel:
+        if spec.kind != "face_alignment":
+            return super().external_model(spec, checkpoint)
+        from tasks.face_alignment.external_fan import FaceAlignmentFAN
+
+        return FaceAlignmentFAN(spec, checkpoint, layout=self.layout, flip_test=self.settings.flip_test)
 
     def write_predictions(self, predictions: list[dict[str, Any]], dataset: FaceLandmarks, path: Path) -> str:
         from tasks.face_alignment.outputs import write_landmarks

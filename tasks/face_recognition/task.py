@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from torch import nn
 
 from harness.errors import ConfigError, DataError
+from harness.external import ExternalModel, ModelSpec
 from harness.registry import TASKS
 from harness.task import Metric, OcclusionPlan, Task
 from tasks.face_recognition.data import (
@@ -145,6 +146,7 @@ class FaceRecognitionTask(Task):
     # The occluders are placed and sized from the five landmarks; no patch library, size or rotation.
     ignored_occlusion_keys = ("size_range", "max_rotation", "max_patches")
     prediction_format = "csv"
+    external_kinds = ("onnx",)  # `harness eval --model onnx:<file>` (tasks/face_recognition/external_onnx.py)
 
     def __init__(self, settings: FaceRecognitionSettings, cache_dir: Path | None = None):
         if cache_dir is None and settings.cache_dir:
@@ -422,6 +424,14 @@ class FaceRecognitionTask(Task):
                 embeddings, dataset, path, detector_score=self.settings.ijb_detector_score
             )
         return write_pair_scores(predictions, dataset, self.settings.embedding_size, path)
+
+    def external_model(self, spec: ModelSpec, checkpoint: Path | None) -> ExternalModel:
+        if spec.kind != "onnx":
+            return super().external_model(spec, checkpoint)
+        from tasks.face_recognition.external_onnx import OnnxRecognition
+
+        s = self.settings
+        return OnnxRecognition(spec, checkpoint, embedding_size=s.embedding_size, flip_test=s.flip_test)
 
     def deployable(self, model: nn.Module) -> tuple[nn.Module, torch.Tensor]:
         from tasks.face_recognition.export import EmbeddingModel

@@ -15,6 +15,7 @@ from torch import nn
 
 from harness.cache import file_digest, images_digest
 from harness.errors import ConfigError, DataError
+from harness.external import ExternalModel, ModelSpec
 from harness.occlusion import PatchLibrary
 from harness.registry import TASKS
 from harness.task import OcclusionPlan, Task
@@ -57,6 +58,7 @@ class PoseTask(Task):
     metrics = OKS_METRICS
     primary_metric = "AP"
     severity_levels = tuple(SEVERITY_LEVELS)  # the C-COCO builder's ladder
+    external_kinds = ("mmpose",)  # `harness eval --model mmpose:<config>` (tasks/pose/external_mmpose.py)
 
     def __init__(self, settings: PoseSettings, cache_dir: Path | None = None):
         if cache_dir is None and settings.cache_dir:
@@ -384,6 +386,13 @@ class PoseTask(Task):
         from tasks.pose.inference import draw_pose
 
         return draw_pose(image, prediction, self.spec)
+
+    def external_model(self, spec: ModelSpec, checkpoint: Path | None) -> ExternalModel:
+        if spec.kind != "mmpose":
+            return super().external_model(spec, checkpoint)
+        from tasks.pose.external_mmpose import MMPoseTopDown
+
+        return MMPoseTopDown(spec, checkpoint, self.spec)
 
     def showcase(
         self, predictions: list[dict[str, Any]], dataset: TopDownKeypoints, count: int = 8

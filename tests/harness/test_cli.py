@@ -1,5 +1,10 @@
 """The CLI: help, list, one-line errors with non-zero exit and no result record."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -13,6 +18,22 @@ def test_help_documents_every_command():
     assert result.exit_code == 0
     for command in ("run", "list"):
         assert command in result.output
+
+
+@pytest.mark.parametrize(
+    "command", ["run", "eval", "predict", "report", "sweep", "export", "list", "benchmark"]
+)
+def test_python_m_harness_cli_knows_every_subcommand(command):
+    """`python -m harness.cli <cmd>` runs the module as __main__: every sub-command must be registered
+    before it dispatches (eval / predict / benchmark used to be added after, "No such command")."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", command, "--help"], cwd=repo, env=env, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No such command" not in done.stdout + done.stderr and "Usage:" in done.stdout
 
 
 def test_list_shows_registered_names():

@@ -75,3 +75,17 @@ def test_whole_model_checkpoints_load_with_their_backbone_prefix(tmp_path):
     loaded = create_backbone("hrnet_w18_small", pretrained=str(path))
     for key, value in source.body.state_dict().items():
         assert torch.equal(value, loaded.body.state_dict()[key]), key
+
+
+def test_eval_of_an_mmpose_model_without_the_extra_is_one_line(extra_missing, tmp_path):
+    weights = tmp_path / "model.pth"
+    weights.write_bytes(b"weights")
+    results = tmp_path / "results"
+    result = CliRunner().invoke(
+        app, ["eval", "--model", "mmpose:rtmpose-m_8xb256-420e_coco-256x192", "--checkpoint", str(weights),
+              "--task", "pose", "--set", f"output.results_dir={results}"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "mmpose is not installed" in errors[0] and "make setup-mmpose" in errors[0]
+    assert not list(results.rglob("*.json"))

@@ -107,3 +107,47 @@ def test_split_bar_labels_never_overlap(tmp_path, monkeypatch):
     assert len(boxes) == 12
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     assert all("enet_weight=" in label.get_text() for label in fig.axes[0].get_yticklabels())
+
+
+def _summary(values: list[float], reference_error: float) -> tuple[float, float, float]:
+    """By hand: mean over levels 1-4, that over level 0, Σ(1 - AP) over 1-4 relative to the reference's."""
+    occluded = values[1:]
+    mean = sum(occluded) / len(occluded)
+    return mean, mean / values[0], sum(1 - v for v in occluded) / reference_error
+
+
+def test_leaderboard_summary_with_an_external_model(results):
+    external = [0.50, 0.45, 0.42, 0.35, 0.20]  # one external model, one "seed" (it was not trained)
+    for level, ap in enumerate(external):
+        record = _record("mmpose-x.eval-1", "external", "occluded_val", ap, 0, severity=level,
+                         evaluation={"model": "mmpose:x"}, config_hash=f"x{level}")  # fmt: skip
+        record.update(backbone="mmpose:x", method_role="external")
+        (results / "runs" / f"ext{level}.json").write_text(json.dumps(record))
+    generate_report(results, formats=["md", "csv"])
+    table = pd.read_csv(results / "tables" / "severity_pose_synthetic-coco.csv")
+    # The reference row of configs/report.yaml: clean on hrnet_w18_small, its Σ(1 - AP) averaged over seeds.
+    reference = sum(sum(1 - v for v in CURVES["clean", s][1:]) for s in (0, 1)) / 2
+    for method in ("clean", "dslope"):
+        row = table[table.method == method].iloc[0]
+        per_seed = pd.DataFrame([_summary(CURVES[method, s], reference) for s in (0, 1)])
+        for column, name in enumerate(("mean occluded", "relative robustness", "mCE")):
+            assert row[f"summary/{name}/mean"] == pytest.approx(per_seed[column].mean())
+            assert row[f"summary/{name}/std"] == pytest.approx(per_seed[column].std())
+            assert row[f"summary/{name}/n"] == 2
+    row = table[table.method == "external"].iloc[0]
+    assert row.backbone == "mmpose:x" and row["severity 4/AP/mean"] == pytest.approx(0.20)
+    mean, relative, mce = _summary(external, reference)
+    got = [row[f"summary/{name}/mean"] for name in ("mean occluded", "relative robustness", "mCE")]
+    assert got == pytest.approx([mean, relative, mce])
+    markdown = (results / "tables" / "severity_pose_synthetic-coco.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| method"))
+    assert header.index("severity 4") < header.index("summary mean occluded") < header.index("summary mCE")
+
+
+def test_no_mce_without_a_single_reference_row(results, tmp_path):
+    policy = tmp_path / "report.yaml"
+    policy.write_text("robustness:\n  references:\n    - {backbone: [hrnet_w18_small]}\n")  # both rows match
+    summary = generate_report(results, formats=["csv"], policy=policy)
+    table = pd.read_csv(results / "tables" / "severity_pose_synthetic-coco.csv")
+    assert "summary/mCE/mean" not in table.columns and "summary/relative robustness/mean" in table.columns
+    assert any("no mCE" in note for note in summary.notes)
