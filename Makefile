@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-mmpose run test lint bench step-time clean
+.PHONY: setup setup-mmpose run test lint bench step-time gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,4 +51,12 @@ bench: setup
 
 # Step time per backbone x method (about 1 minute on 2 cores; with the mmpose extra, a row per mmpose:* backbone too).
 step-time: setup
-	$(BIN)/python benchmarks/step_time.py
+	$(BIN)/python -m benchmarks.step_time
+
+# The CUDA path on one GPU in at most 10 minutes (benchmarks/gpu_check.py, results/bench/gpu.json). No `setup`
+# prerequisite: a lent GPU machine reaches no registry, so it runs with that machine's python3 and its CUDA
+# torch (README, Benchmarks, GPU); where `make setup` made .venv, its python is used. GPU_CHECK_ARGS=--dry-run
+# walks the same parts on the CPU.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	$(GPU_PYTHON) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)

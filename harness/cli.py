@@ -300,10 +300,6 @@ def main() -> None:  # pragma: no cover - console entry for `python -m harness.c
     app()
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 # `harness benchmark build ...` lives in its own module (one job per module).
 from harness.benchmark_cli import benchmark_app  # noqa: E402
 
@@ -314,3 +310,7 @@ from harness.eval_cli import eval_command, predict_command  # noqa: E402
 
 app.command("eval")(eval_command)
 app.command("predict")(predict_command)
+
+# Last, after every command is registered: `python -m harness.cli eval` (torchrun's form) needs them all.
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

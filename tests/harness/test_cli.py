@@ -1,5 +1,8 @@
 """The CLI: help, list, one-line errors with non-zero exit and no result record."""
 
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
@@ -13,6 +16,16 @@ def test_help_documents_every_command():
     assert result.exit_code == 0
     for command in ("run", "list"):
         assert command in result.output
+
+
+def test_module_form_knows_every_command():
+    """`python -m harness.cli` (torchrun's and gpu-check's form) registers eval, predict and benchmark too."""
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    for command in ("run", "eval", "predict", "export", "benchmark"):
+        assert command in done.stdout
 
 
 def test_list_shows_registered_names():
