@@ -1,14 +1,15 @@
 """`make gpu-check`: the harness's CUDA path proven on one GPU in one bounded command (issue 30).
 
-Parts (benchmarks/gpu_parts.py; each in its own process, under its own time limit, all within --budget):
+Parts (benchmarks/gpu_parts.py and gpu_measure.py; each in its own process under its own time limit, all
+within --budget):
   precision    a train step of clean / occ_aug / distill / dslope on HRNet-W32 256x192, batch 32, in fp32,
                fp16 (grad scaler) and bf16 via `harness run`: finite loss, records' training.precision right
   step_time    peak GPU memory per method; P1 D-Slope / clean step and its floor (bare two networks / one),
                interleaved rounds as in `make bench`, HRNet-W32 256x192 and HRNet-W18-small 128x96
-  validity     one pose validity cell (quick_hrnet_w18_small.yaml, occ_aug + dslope, seed 0), wall time
-  loader       samples/s of the DataLoader with N workers vs. samples/s the GPU trains (clean, dslope)
   ddp          `harness run` under torchrun (1 process), the harness's DDP step over NCCL, --nproc 2 on 2 GPUs
+  validity     one pose validity cell (quick_hrnet_w18_small.yaml, occ_aug + dslope, seed 0), wall time
   eval_export  `harness eval` and `harness export` (ONNX vs PyTorch) of the validity cell's D-Slope run
+  loader       samples/s of the DataLoader with N workers vs. samples/s the GPU trains (clean, dslope)
 
 It first checks that a CUDA device exists (one line and exit 2 otherwise) and that the packages the harness
 imports are there. After every part it rewrites results/bench/gpu.json (device, torch / CUDA versions, every
@@ -36,8 +37,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# The part order matters: eval_export reads validity's run, and loader reuses the data validity generated.
-TIMEOUTS = {"precision": 150, "step_time": 120, "validity": 210, "loader": 90, "ddp": 100, "eval_export": 75}
+# In this order: the quick checks first; validity (the longest) from an empty cache, eval_export on its run;
+# loader last, on the data validity generated. Limits: about twice what each part is expected to take.
+TIMEOUTS = {"precision": 150, "step_time": 120, "ddp": 100, "validity": 240, "eval_export": 75, "loader": 90}
 WHAT = {
     "precision": "train step per method in fp32 / fp16+GradScaler / bf16 (records' training.precision)",
     "step_time": "peak GPU memory per method; P1 dslope/clean step ratio and floor, interleaved rounds",
@@ -125,7 +127,7 @@ def _driver() -> str | None:
     return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
 
 
-def make_plan(dry_run: bool, workdir: Path):
+def make_plan(dry_run: bool, workdir: Path, gpus: int):
     """The GPU sizes of issue 30, or tiny ones on the CPU for --dry-run (same parts, same code)."""
     from benchmarks.gpu_parts import Plan
 
@@ -133,6 +135,7 @@ def make_plan(dry_run: bool, workdir: Path):
         return Plan(
             device="cuda",
             workdir=str(workdir),
+            gpus=gpus,
             big=("hrnet_w32", (256, 192)),
             small=("hrnet_w18_small", (128, 96)),
             batch=32,
@@ -243,7 +246,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="The harness's CUDA path on one GPU, within a time budget.")
     parser.add_argument("--dry-run", action="store_true", help="the same parts on the CPU at tiny sizes")
     parser.add_argument("--parts", default=",".join(TIMEOUTS), help="comma-separated subset, in this order")
-    parser.add_argument("--budget", type=float, default=570.0, help="seconds for all parts together")
+    parser.add_argument("--budget", type=float, default=540.0, help="seconds for all parts together")
     parser.add_argument(
         "--out",
         type=Path,
@@ -271,7 +274,7 @@ def main() -> None:
         "work_dirs/gpu_check_dry/gpu.json" if args.dry_run else "results/bench/gpu.json"
     )
     info = environment(args.dry_run)
-    from harness.io import atomic_write_json
+    from benchmarks.gpu_parts import write_json
 
     fresh = set(names) == set(TIMEOUTS)  # the whole check starts from an empty cache; a rerun keeps it
     if fresh and workdir.exists():
@@ -280,11 +283,13 @@ def main() -> None:
         shutil.rmtree(workdir)
     (workdir / "parts").mkdir(parents=True, exist_ok=True)
     plan_file = workdir / "plan.json"
-    make_plan(args.dry_run, workdir).save(plan_file)
+    make_plan(args.dry_run, workdir, info["gpus"]).save(plan_file)
     print(
         f"gpu-check{' --dry-run' if args.dry_run else ''} on {info['device']}: parts\n{listing}", flush=True
     )
     previous = json.loads(out.read_text()) if not fresh and out.is_file() else {}
+    if previous.get("dry_run") != args.dry_run:  # never mix dry-run figures with GPU ones
+        previous = {}
     summary = {
         "dry_run": args.dry_run,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -317,7 +322,7 @@ def main() -> None:
             "figures": figures,
         }
         summary["wall_s"] = round(time.perf_counter() - start, 1)
-        atomic_write_json(out, summary)
+        write_json(out, summary)
         print(f"{name}: {status} in {seconds:.0f} s", flush=True)
     print_table(summary)
     print(f"wrote {out}")
