@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-mmpose run test lint bench step-time clean
+.PHONY: setup setup-mmpose run test lint bench step-time gpu-check gpu-wheels clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,4 +51,19 @@ bench: setup
 
 # Step time per backbone x method (about 1 minute on 2 cores; with the mmpose extra, a row per mmpose:* backbone too).
 step-time: setup
-	$(BIN)/python benchmarks/step_time.py
+	$(BIN)/python -m benchmarks.step_time
+
+# The CUDA path on one GPU in at most 10 minutes (benchmarks/gpu_check.py, results/bench/gpu.json). No `setup`
+# prerequisite: a lent GPU machine reaches no registry, so it runs with that machine's python3 and its CUDA
+# torch (README, Benchmarks, GPU); where `make setup` made .venv, its python is used. GPU_CHECK_ARGS=--dry-run
+# walks the same parts on the CPU.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	$(GPU_PYTHON) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
+
+# The five packages the harness imports that the lent GPU machine's image lacks (it reaches no registry), as
+# CPython 3.12 x86-64 wheels in .whl/ (3 MB, git-ignored) to carry there; README, Benchmarks, GPU.
+gpu-wheels: setup
+	$(BIN)/pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+		pycocotools==2.0.11 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5

@@ -36,7 +36,7 @@ from rich.table import Table
 
 from harness.config import CONFIG_ROOT, load_config
 from harness.factory import build_task, model_builder
-from harness.io import atomic_write_json
+from harness.io import atomic_torch_save, atomic_write_json
 from harness.registry import METHODS
 from harness.trainer import Trainer
 
@@ -71,6 +71,9 @@ def ratio(times: dict[str, list[float]], top: str, bottom: str) -> tuple[float, 
     return statistics.median(ratios), max(ratios) - min(ratios)
 
 
+CPU = torch.device("cpu")
+
+
 def pose_config(size: tuple[int, int], backbone: str = "hrnet_w32"):
     size_key = f"data.input_size=[{size[0]},{size[1]}]"
     return load_config(
@@ -82,30 +85,55 @@ def pose_task(size: tuple[int, int]):
     return build_task(pose_config(size))
 
 
-def batch_for(size: tuple[int, int], n: int) -> dict:
+def batch_for(size: tuple[int, int], n: int, device: torch.device = CPU) -> dict:
     g = torch.Generator().manual_seed(0)
     h, w = size
-    return {
+    batch = {
         "image": torch.randn(n, 3, h, w, generator=g),
         "twin": torch.randn(n, 3, h, w, generator=g),
         "target": torch.rand(n, 17, h // 4, w // 4, generator=g),
         "target_weight": torch.ones(n, 17),
     }
+    return {key: value.to(device) for key, value in batch.items()}
 
 
-def harness_step(method_name: str, size, n: int, backbone: str = "hrnet_w32") -> Callable[[], object]:
-    """One optimizer step through the harness's own Trainer._step (data already in memory)."""
+def method_for(name: str, build, loss):
+    """A registered method with default settings. distill needs a teacher checkpoint on disk: an untrained
+    clean one is written to a temp dir and loaded (only time and memory are measured, not accuracy)."""
+    cls = METHODS.get(name)
+    if name != "distill":
+        return cls(build, loss)
+    with tempfile.TemporaryDirectory() as tmp:
+        atomic_torch_save(
+            Path(tmp) / "checkpoint.pt", {"method": METHODS.get("clean")(build, loss).state_dict()}
+        )
+        return cls(build, loss, cls.Settings(teacher=tmp))
+
+
+def harness_trainer(
+    method_name: str, size, backbone: str = "hrnet_w32", device: torch.device = CPU
+) -> Trainer:
+    """The harness's own Trainer around a method with one Adam per network, full precision."""
     task = pose_task(size)
     build = model_builder(pose_config(size, backbone), task)
     torch.manual_seed(0)
-    method = METHODS.get(method_name)(build, task.loss)
+    method = method_for(method_name, build, task.loss)
     optimizers = {k: torch.optim.Adam(p, lr=1e-3) for k, p in method.optimizer_groups().items()}
-    trainer = Trainer(method, optimizers, {}, device=torch.device("cpu"), epochs=1)
-    batch = batch_for(size, n)
+    return Trainer(method, optimizers, {}, device=device, epochs=1)
+
+
+def harness_step(
+    method_name: str, size, n: int, backbone: str = "hrnet_w32", device: torch.device = CPU
+) -> Callable[[], object]:
+    """One optimizer step through the harness's own Trainer._step (data already in memory, on `device`)."""
+    trainer = harness_trainer(method_name, size, backbone, device)
+    batch = batch_for(size, n, device)
     return lambda: trainer._step(batch)
 
 
-def bare_step(size, n: int, backbone: str = "hrnet_w32", networks: int = 1) -> Callable[[], object]:
+def bare_step(
+    size, n: int, backbone: str = "hrnet_w32", networks: int = 1, device: torch.device = CPU
+) -> Callable[[], object]:
     """The same network written by hand with timm: forward, weighted MSE, backward, Adam.
 
     With `networks=2`, two such networks on the clean image and the twin, both forwards before one
@@ -116,11 +144,12 @@ def bare_step(size, n: int, backbone: str = "hrnet_w32", networks: int = 1) -> C
     from tasks.common.heatmap_model import HeatmapHead
 
     torch.manual_seed(0)
-    batch = batch_for(size, n)
+    batch = batch_for(size, n, device)
     nets = []
     for _ in range(networks):
         body = timm.create_model(backbone, features_only=True, feature_location="", out_indices=(1,))
         head = HeatmapHead(body.feature_info.channels()[0], 4, 17)
+        body, head = body.to(device), head.to(device)
         optimizer = torch.optim.Adam([*body.parameters(), *head.parameters()], lr=1e-3)
         nets.append((body, head, optimizer))
     inputs = (batch["image"], batch["twin"])[:networks]

@@ -1,7 +1,7 @@
 """Training step time per backbone × method on this machine (random tensors, data already in memory).
 
 Usage:
-    python benchmarks/step_time.py [--backbones hrnet_w32,resnet50] [--batch 8] [--size 128x96] [--repeats 3]
+    python -m benchmarks.step_time [--backbones hrnet_w32,resnet50] [--batch 8] [--size 128x96] [--repeats 3]
 
 Without --backbones it times the default list plus, where the mmpose extra is installed
 (`make setup-mmpose`), every `mmpose:*` backbone; otherwise it says why those rows are missing.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,25 +22,21 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.bench import method_for
 from harness.backbones_mmpose import ARCHS as MMPOSE_ARCHS
 from harness.config import CONFIG_ROOT, load_config
 from harness.factory import build_task, model_builder
-from harness.io import atomic_torch_save, atomic_write_json
+from harness.io import atomic_write_json
 from harness.mmpose_imports import extra_status
-from harness.registry import METHODS
 
 DEFAULT_BACKBONES = "hrnet_w18_small,hrnet_w32,resnet50,vit_tiny_patch16_224,mobilenetv3_large_100"
 METHOD_NAMES = ("clean", "occ_aug", "distill", "dslope")
 
 
-def time_method(
-    name: str, build, loss, batch: dict, repeats: int, teacher_dir: Path
-) -> tuple[float, float, int]:
+def time_method(name: str, build, loss, batch: dict, repeats: int) -> tuple[float, float, int]:
     """Median and spread (max - min) of one optimizer step, in seconds, and parameters per network."""
-    cls = METHODS.get(name)
-    settings = cls.Settings(teacher=str(teacher_dir)) if name == "distill" else cls.Settings()
     torch.manual_seed(0)
-    method = cls(build, loss, settings)
+    method = method_for(name, build, loss)
     optimizers = [torch.optim.Adam(p, lr=1e-3) for p in method.optimizer_groups().values()]
     times = []
     for _ in range(repeats + 1):  # the first step is warm-up
@@ -89,13 +84,7 @@ def main() -> None:
         build = model_builder(
             load_config(CONFIG_ROOT / "pose/default.yaml", [*base, f"model.backbone={backbone_name}"]), task
         )
-
-        with tempfile.TemporaryDirectory() as tmp:
-            teacher = METHODS.get("clean")(build, task.loss)
-            atomic_torch_save(Path(tmp) / "checkpoint.pt", {"method": teacher.state_dict()})
-            timings = {
-                m: time_method(m, build, task.loss, batch, args.repeats, Path(tmp)) for m in METHOD_NAMES
-            }
+        timings = {m: time_method(m, build, task.loss, batch, args.repeats) for m in METHOD_NAMES}
         params = timings["clean"][2]
         ratio = timings["dslope"][0] / timings["clean"][0]
         cells = [f"{t:.3f} s ±{s:.3f}" for t, s, _ in timings.values()]
