@@ -243,7 +243,11 @@ def sweep(
         None,
         help="Tune storage folder (a shared path on a cluster); default: sweeps/ beside the results dir.",
     ),
-    resume: bool = typer.Option(False, help="Continue an interrupted sweep; finished trials are not re-run."),
+    resume: bool = typer.Option(
+        False,
+        help="Continue an interrupted sweep; finished trials are not re-run (without Tune's state: trials "
+        "whose ok records are in the results dir are skipped).",
+    ),
     dry_run: bool = typer.Option(False, help="Print the expanded trial list and exit."),
     allow_dirty: bool = typer.Option(
         False, help="Run a committed study config from a tree with uncommitted changes (records say so)."

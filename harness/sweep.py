@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.callbacks import Callback
 from harness.config import apply_overrides, load_config, load_tree, read_yaml, validate
 from harness.errors import ConfigError
+from harness.finished_trials import finished_trials
 from harness.results import ResultRecord, package_versions, source_state, write_record
 from harness.weights import describe_start, starting_weights
 
@@ -307,7 +308,9 @@ def run_sweep(
         overrides: `key=value` strings applied to every trial (`harness sweep --set`).
         address: Ray cluster address (`auto`, `ray://host:port`); None starts a local Ray instance.
         gpus_per_trial / cpus_per_trial / max_concurrent: override the YAML's resources.
-        resume: continue an interrupted sweep from its Tune state, without re-running finished trials.
+        resume: continue an interrupted sweep from its Tune state, without re-running finished trials; with
+            no Tune state (another machine, a later session), run only the trials that have no ok records
+            in the results dir yet.
         dry_run: return the expanded trial list without running anything.
         storage: override the YAML's storage folder (a shared path on a cluster).
         allow_dirty: run a sweep file tracked by git although tracked files differ from the commit.
@@ -348,25 +351,35 @@ def run_sweep(
 
     cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources.cpus_per_trial
     gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources.gpus_per_trial
-    if resume:
+    earlier: dict[int, str] = {}  # trials answered by records already in the results dir
+    if resume and not tune.Tuner.can_restore(tune_dir):
+        earlier = finished_trials(configs, results_dir)
+        if not earlier:
+            raise ConfigError(
+                f"--resume: no sweep state to resume at {tune_dir} and no finished trial's records in "
+                f"{results_dir / 'runs'}"
+            )
+        resume = False  # a new Tune experiment for the trials without records
+    elif resume:
         _check_resumed_trials(tune_dir, trials)
-    prepare_shared_inputs(base, trials)
+    todo = [t for i, t in enumerate(trials) if i not in earlier]
+    if not todo:
+        return SweepOutcome(_earlier_rows(earlier, trials, shared), results_dir / "runs", tune_dir)
+    prepare_shared_inputs(base, todo)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     default_workers = spec.resources.workers_per_trial
-    workers = {tuple(o): trial_workers(load_config(base, o), default_workers) for o in trials}
+    workers = {tuple(o): trial_workers(load_config(base, o), default_workers) for o in todo}
     trainable = tune.with_resources(
         run_trial,
         lambda config: trial_resources(workers[tuple(config["overrides"])], cpus, gpus),
     )
     if resume:
-        if not tune.Tuner.can_restore(tune_dir):
-            raise ConfigError(f"--resume: no sweep state to resume at {tune_dir}")
         tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
     else:
         _write_trials(tune_dir, trials)
         param_space = {
-            "base": str(base), "overrides": tune.grid_search(trials), "workers": default_workers,
+            "base": str(base), "overrides": tune.grid_search(todo), "workers": default_workers,
             "cpus": cpus, "gpus": gpus, "storage": os.path.join(tune_dir, "ray_train"),
         }  # fmt: skip
         tuner = tune.Tuner(
@@ -379,7 +392,17 @@ def run_sweep(
             ),
         )  # fmt: skip
     grid = tuner.fit()
-    return SweepOutcome(summarise(grid, trials, base, spec, shared), results_dir / "runs", tune_dir)
+    table = pd.concat([_earlier_rows(earlier, trials, shared), summarise(grid, trials, base, spec, shared)])
+    return SweepOutcome(table.sort_values("trial").reset_index(drop=True), results_dir / "runs", tune_dir)
+
+
+def _earlier_rows(earlier: dict[int, str], trials: list[list[str]], shared: int) -> pd.DataFrame:
+    """Rows of the trials whose records were already in the results dir (`--resume` from records)."""
+    rows = [
+        {"trial": i, "overrides": _label(trials[i], shared), "status": "ok (records found)", "run_id": run_id}
+        for i, run_id in sorted(earlier.items())
+    ]
+    return pd.DataFrame(rows, columns=["trial", "overrides", "status", "run_id"])
 
 
 TRIALS_FILE = "harness_trials.json"  # the trial list a sweep started with, beside Tune's own state

@@ -1,6 +1,7 @@
 """Sweeps on a local Ray instance: expansion, 4 tiny trials, a retried flaky trial, a failed one."""
 
 import json
+import shutil
 import os
 import sys
 import time
@@ -122,6 +123,12 @@ def test_four_trial_sweep_with_retry_and_failure(
     assert sorted(p.name for p in (tmp_path / "results" / "runs").glob("*.json")) == before
     assert outcome.records_dir == tmp_path / "results" / "runs"
     assert outcome.tune_dir == str(tmp_path / "tune" / "sweep") and (tmp_path / "tune" / "sweep").is_dir()
+    # Another machine or a later session: no Tune state, only the records. Trials with ok records are skipped.
+    shutil.rmtree(tmp_path / "tune")
+    from_records = run_sweep(path, resume=True).table
+    assert list(from_records["status"]) == ["ok (records found)"] * 3 + ["failed"]
+    assert list(from_records["run_id"][:3]) == list(table["run_id"][:3])
+    assert sorted(p.name for p in (tmp_path / "results" / "runs").glob("*.json")) == before
 
     from datetime import datetime
 
