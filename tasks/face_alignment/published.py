@@ -7,8 +7,8 @@
 - 300W (iBUG's `.pts`): a folder of `<name>.pts` files (`version: 1`, `n_points: 68`, `{`, 68 `x y` lines,
   `}`), each beside its `<name>.png` or `.jpg`. The files carry no box: the face box is the tight box of the
   68 points, iBUG's `bb_ground_truth`.
-- COFW's `COFW_{train,test}_color.mat` are MATLAB v7.3 (HDF5) files, which need h5py; they are refused with
-  one line naming mmpose's `cofw_{train,test}.json`, which hold the same faces.
+- COFW's `COFW_{train,test}_color.mat` (MATLAB v7.3, HDF5) hold their images too, so they are not read here
+  but extracted once into the cache as mmpose's json + PNGs (`cofw_mat.py`; the task does it).
 
 Anything else is read as mmpose's json (`dataset.read_json`). A malformed line or file is one line naming the
 file, the line and the field.
@@ -46,8 +46,8 @@ def read_annotations(path: Path, image_dir: Path) -> dict:
         return read_wflw_list(path)
     if path.suffix == ".mat":
         raise DataError(
-            f"{path}: COFW's MATLAB (v7.3, HDF5) files are not read here; use mmpose's "
-            "annotations/cofw_{train,test}.json of the same faces"
+            f"{path}: a COFW .mat holds its images; extract it first with "
+            "tasks.face_alignment.cofw_mat.extract_cofw_mat (the task does, for data.train_file / val_file)"
         )
     return read_json(path)
 

@@ -47,6 +47,8 @@ SOURCE_FILES: dict[str, tuple[str, str, dict[str, str]]] = {
         },
     ),
 }
+# The files as their authors publish them, directly under <root>: read when mmpose's json is not there.
+PUBLISHED_FILES: dict[str, tuple[str, str]] = {"cofw": ("COFW_train_color.mat", "COFW_test_color.mat")}
 
 
 class FaceAlignmentSettings(BaseModel):
@@ -55,10 +57,12 @@ class FaceAlignmentSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: Literal["synthetic", "cofw", "wflw", "300w"] = "synthetic"
-    root: str | None = None  # holds annotations/<mmpose json files> and the image folder
-    image_dir: str = "images"  # relative to root
-    # Relative to root; default annotations/<mmpose's train file>. Also the published formats: a WFLW
-    # list_98pt_rect_attr_*.txt, or a folder of 300W .pts files (tasks/face_alignment/published.py).
+    # holds annotations/<mmpose json files> and the image folder; for COFW, or Caltech's COFW_*_color.mat
+    root: str | None = None
+    image_dir: str = "images"  # relative to root (a COFW .mat holds its images: not used for it)
+    # Relative to root; default annotations/<mmpose's train file>, else COFW's COFW_train_color.mat. Also the
+    # published formats: a WFLW list_98pt_rect_attr_*.txt, a folder of 300W .pts files (published.py) or a
+    # COFW .mat (cofw_mat.py).
     train_file: str | None = None
     val_file: str | None = None  # the clean val split; default 300W full / COFW test / WFLW test
     extra_splits: bool = True  # also score 300W common/challenge/test and WFLW's subsets when present
@@ -83,6 +87,17 @@ class FaceAlignmentSettings(BaseModel):
     max_train_faces: int | None = None
     max_val_faces: int | None = None
     cache_dir: str | None = None
+
+
+def _chosen_file(root: Path, configured: str | None, default: str, published: str | None, key: str) -> Path:
+    """The configured file, else mmpose's default, else the published file when only that one is there."""
+    path = root / (configured or default)
+    if configured is None and not path.exists() and published and (root / published).is_file():
+        return root / published
+    if not path.exists():
+        also = f" (nor the published {root / published})" if configured is None and published else ""
+        raise DataError(f"{key}: annotation file not found: {path}{also}")
+    return path
 
 
 @TASKS.register("face_alignment")
@@ -168,11 +183,9 @@ class FaceAlignmentTask(Task):
             raise DataError(f"data.root: {s.dataset} folder not found: {root}")
         images = root / s.image_dir
         train_name, val_name, extra = SOURCE_FILES[s.dataset]
-        train = root / (s.train_file or f"annotations/{train_name}")
-        val = root / (s.val_file or f"annotations/{val_name}")
-        for what, path in (("data.train_file", train), ("data.val_file", val)):
-            if not path.exists():
-                raise DataError(f"{what}: annotation file not found: {path}")
+        published = PUBLISHED_FILES.get(s.dataset, (None, None))
+        train = _chosen_file(root, s.train_file, f"annotations/{train_name}", published[0], "data.train_file")
+        val = _chosen_file(root, s.val_file, f"annotations/{val_name}", published[1], "data.val_file")
         extras = {}
         if s.extra_splits:
             extras = {name: root / "annotations" / f for name, f in extra.items()}
@@ -207,9 +220,19 @@ class FaceAlignmentTask(Task):
         """Hands, objects, sunglasses and masks (cached next to the other generated data)."""
         return face_patch_library(max_patches, seed, self.cache_root / "patches")
 
+    def readable(self, ann_file: Path, images: Path) -> tuple[Path, Path]:
+        """(json, images) to read: a COFW .mat is extracted once into the cache, other files read as is."""
+        if Path(ann_file).suffix != ".mat":
+            return ann_file, images
+        from tasks.face_alignment.cofw_mat import extract_cofw_mat
+
+        return extract_cofw_mat(ann_file, self.cache_root / "cofw_mat")
+
     def datasets(self, *, seed: int, occlusion: OcclusionPlan):
         s = self.settings
-        (train_ann, train_images), (val_ann, val_images), extra = self.source_files()
+        (train_src, train_images), (val_src, val_images), extra = self.source_files()
+        train_ann, train_images = self.readable(train_src, train_images)
+        val_ann, val_images = self.readable(val_src, val_images)
         library = self.patch_library(occlusion.max_patches, occlusion.val_seed)
         common = {
             "layout": self.layout,
@@ -263,9 +286,9 @@ class FaceAlignmentTask(Task):
             "layout": self.layout.name,
             "landmarks": self.layout.num_landmarks,
             "nme_normalization": list(self.norm_points),
-            "train_annotations": str(train_ann),
-            "train_annotations_sha256": annotation_digest(train_ann),
-            "val_annotations_sha256": annotation_digest(val_ann),
+            "train_annotations": str(train_src),
+            "train_annotations_sha256": annotation_digest(train_src),
+            "val_annotations_sha256": annotation_digest(val_src),
             "occluded_val_annotations_sha256": annotation_digest(occ_ann),
             "occluded_val_images_sha256": images_digest(occ_ann, occ_images),
             "patch_library_sha256": library.digest(),

@@ -1,6 +1,6 @@
 """Face landmarks in the formats the datasets are published in: WFLW's attribute list (.txt) and 300W's iBUG
-.pts files, built here in those exact schemas around the real COFW fixture images; COFW's MATLAB files are
-named in one line."""
+.pts files, built here in those exact schemas around the real COFW fixture images (COFW's MATLAB files:
+test_cofw_mat.py)."""
 
 import json
 import os
@@ -134,7 +134,7 @@ def test_300w_task_on_pts_folders(tmp_path):
     assert len(splits["clean_val"]) == len(splits["occluded_val"]) == 2
 
 
-def test_bad_pts_file_and_cofw_mat_are_one_line_errors(tmp_path):
+def test_bad_pts_file_is_a_one_line_error(tmp_path):
     root, truth = _w300_root(tmp_path)
     bad = root / "01_Indoor" / "indoor_002.pts"
     bad.write_text(_pts_text(truth[1][:60]).replace("n_points:  60", "n_points:  68"))
@@ -143,7 +143,3 @@ def test_bad_pts_file_and_cofw_mat_are_one_line_errors(tmp_path):
     (root / "01_Indoor" / "indoor_001.jpg").unlink()
     with pytest.raises(DataError, match=r"indoor_001.pts: no image beside it"):
         FaceLandmarks(root / "01_Indoor", root, layout=W300)
-    mat = tmp_path / "COFW_test_color.mat"
-    mat.write_bytes(b"MATLAB 7.3 MAT-file")
-    with pytest.raises(DataError, match=r"COFW_test_color.mat: COFW's MATLAB .* mmpose's annotations/cofw_"):
-        FaceLandmarks(mat, tmp_path, layout=W300)
