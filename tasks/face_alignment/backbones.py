@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.backbones import FAMILIES, Backbone, load_backbone_weights
-from harness.errors import ConfigError
-from harness.registry import BACKBONES
+from harness.core.errors import ConfigError
+from harness.core.registry import BACKBONES
+from harness.models.backbones import FAMILIES, Backbone, load_backbone_weights
 
 
 class HRNetV2(Backbone):

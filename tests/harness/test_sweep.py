@@ -9,15 +9,15 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import CONFIG_ROOT
-from harness.sweep import expand, load_sweep, run_sweep
+from harness.cluster.sweep import expand, load_sweep, run_sweep
+from harness.core.config import CONFIG_ROOT
 
 PLUGIN = '''
 import os
 from pathlib import Path
 
 from baselines.clean import Clean
-from harness.registry import METHODS
+from harness.core.registry import METHODS
 
 
 @METHODS.register("flaky")
@@ -86,9 +86,9 @@ def local_ray(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_PLUGINS", "sweep_plugin")
     monkeypatch.setenv("FLAKY_MARKER", str(tmp_path / "flaky_marker"))
     monkeypatch.syspath_prepend(str(tmp_path))
-    import harness.registry
+    import harness.core.registry
 
-    if "flaky" not in harness.registry.METHODS:
+    if "flaky" not in harness.core.registry.METHODS:
         __import__("sweep_plugin")
     ray_tmp = f"/tmp/ray{os.getpid()}"
     ray.init(
@@ -132,7 +132,7 @@ def test_four_trial_sweep_with_retry_and_failure(
 
 
 def test_paper_grid_covers_c_coco_c_mpii_ochuman_and_every_trial_validates():
-    from harness.config import load_config
+    from harness.core.config import load_config
 
     spec, base = load_sweep(CONFIG_ROOT / "sweeps" / "paper_pose.yaml")
     trials = expand(spec)
@@ -153,7 +153,7 @@ def test_paper_grid_covers_c_coco_c_mpii_ochuman_and_every_trial_validates():
 
 
 def test_arms_cross_the_grid_one_factor_each():
-    from harness.sweep import SweepSpec, expand
+    from harness.cluster.sweep import SweepSpec, expand
 
     spec = SweepSpec(
         base="x.yaml",

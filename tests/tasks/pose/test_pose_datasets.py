@@ -13,9 +13,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from harness.errors import ConfigError, DataError
-from harness.occlusion import OcclusionSettings
-from harness.task import OcclusionPlan
+from harness.core.errors import ConfigError, DataError
+from harness.core.occlusion import OcclusionSettings
+from harness.core.task import OcclusionPlan
 from tasks.pose.dataset import CocoKeypoints, Detections, MpiiKeypoints
 from tasks.pose.evaluation import keypoint_similarity_split, oks_nms
 from tasks.pose.keypoints import COCO_OKS_SIGMAS, CROWDPOSE_LAYOUT, MPII_LAYOUT
@@ -338,8 +338,8 @@ def test_coco_v1_counts_as_occluded_and_splits_add_up(coco_fixture):
 
 def test_dslope_on_mpii_through_the_engine_records_pckh(mpii_root, coco_root, tmp_path):
     """Two D-Slope steps on the MPII fixture: records carry PCKh with its direction and the box source."""
-    from harness.config import CONFIG_ROOT, load_config
-    from harness.run import run_experiment
+    from harness.core.config import CONFIG_ROOT, load_config
+    from harness.run.experiment import run_experiment
 
     overrides = [
         "method=dslope",
