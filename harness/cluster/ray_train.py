@@ -1,7 +1,7 @@
 """Sweep trials whose run has several data-parallel workers: Ray Train's `TorchTrainer` runs each rank.
 
-Apart from `harness.core.distributed` (the rank context every run uses) so that module never imports the run it
-serves: this one sits above both.
+Apart from `harness.core.distributed` (the rank context every run uses) so that module never imports the run
+it serves: this one sits above both.
 """
 
 from __future__ import annotations

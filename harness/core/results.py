@@ -48,7 +48,8 @@ class ResultRecord:
     higher_is_better: dict[str, bool] = field(default_factory=dict)
     primary_metric: str | None = None  # the task's headline metric (report figures, verdicts, sweep summary)
     # Whether `network` is the one the method evaluates and deploys (False: trained alongside for reference),
-    # the role of `split` (clean / occluded / extra) and of `method` (`Method.role`); see harness/core/roles.py.
+    # the role of `split` (clean / occluded / extra) and of `method` (`Method.role`); see
+    # harness/core/roles.py.
     evaluated: bool | None = None
     split_role: str | None = None
     method_role: str | None = None
@@ -63,8 +64,8 @@ class ResultRecord:
     # (`git diff HEAD`): a dirty record can be traced, never mistaken for the commit's own.
     dirty: bool | None = None
     diff_sha256: str | None = None
-    # Intra-op thread count and the CPU's vector unit (harness/core/reproducibility.py): CPU results are bitwise
-    # comparable only between records where both match.
+    # Intra-op thread count and the CPU's vector unit (harness/core/reproducibility.py): CPU results are
+    # bitwise comparable only between records where both match.
     compute: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     ended_at: str = ""

@@ -115,8 +115,9 @@ class Task(ABC):
         """The task head, sized from the backbone's output channels and stride.
 
         It returns one tensor, or a dict of tensors together with an `imitation_target(outputs)` method
-        naming the tensor methods imitate (see `harness.models.task_model.TaskModel`): parameters the supervised loss
-        needs, such as ArcFace's class weights, belong in the head so each network's optimizer trains them.
+        naming the tensor methods imitate (see `harness.models.task_model.TaskModel`): parameters the
+        supervised loss needs, such as ArcFace's class weights, belong in the head so each network's
+        optimizer trains them.
         """
 
     @abstractmethod

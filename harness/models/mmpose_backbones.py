@@ -1,9 +1,9 @@
 """mmpose backbones (`mmpose:<name>`): the paper's LiteHRNet and HRFormer, the authors' pose HRNet, RTMPose's
 CSPNeXt and Swin, built from mmpose 1.3.2 config dicts (the optional extra: `make setup-mmpose`).
 
-Each architecture declares in one place, as the timm families do in `harness.models.backbones`, what the head reads
-(one stride-4 or stride-32 feature, with its channels) and which modules D-Slope's mutual loss hooks. The
-multi-resolution nets (HRNet, HRFormer, LiteHRNet) tap their stage modules, whose outputs are the lists of
+Each architecture declares in one place, as the timm families do in `harness.models.backbones`, what the head
+reads (one stride-4 or stride-32 feature, with its channels) and which modules D-Slope's mutual loss hooks.
+The multi-resolution nets (HRNet, HRFormer, LiteHRNet) tap their stage modules, whose outputs are the lists of
 branch tensors (the authors' `mutual_learning` averages the MSE over a stage's branches). CSPNeXt taps its
 four stages; Swin the last block of each of its four stages (token tensors, batch × tokens × channels).
 

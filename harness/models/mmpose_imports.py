@@ -37,8 +37,8 @@ class MMPoseStubError(RuntimeError):
 def _stub_class(name: str, needs: str) -> type:
     def refuse(*_args: Any, **_kwargs: Any) -> None:
         raise MMPoseStubError(
-            f"{name} is a stand-in from harness.models.mmpose_imports: it needs {needs}, which the mmpose extra "
-            "does not install (only mmpose's backbones are supported)"
+            f"{name} is a stand-in from harness.models.mmpose_imports: it needs {needs}, which the mmpose "
+            "extra does not install (only mmpose's backbones are supported)"
         )
 
     doc = f"Stand-in for {needs}'s {name}; cannot be built."

@@ -1,5 +1,6 @@
-"""The steps `run_experiment` (harness/run/experiment.py) reads as one line each: where a run writes, what device and
-precision it uses, its occlusion plan, pretrained starting point, data loader, optimizers and trainer.
+"""The steps `run_experiment` (harness/run/experiment.py) reads as one line each: where a run writes, what
+device and precision it uses, its occlusion plan, pretrained starting point, data loader, optimizers and
+trainer.
 
 Each helper does one step; none trains or evaluates. Also used by `harness eval` (occlusion plan, workers)
 and the sweep's shared-input builder (occlusion plan, pretraining).

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from harness.core.batches import ignore_interrupts, to_device  # noqa: F401  (ignore_interrupts: still importable here)
+# ignore_interrupts: still importable here
+from harness.core.batches import ignore_interrupts, to_device  # noqa: F401
 from harness.core.distributed import DataParallelStep
 from harness.core.errors import CheckpointError, RunInterrupted, TrainingError
 from harness.core.io import atomic_torch_save, safe_torch_load

@@ -1,4 +1,5 @@
-"""Face occluders: hands, everyday objects, sunglasses and face masks, as a `harness.core.occlusion.PatchLibrary`.
+"""Face occluders: hands, everyday objects, sunglasses and face masks, as a
+`harness.core.occlusion.PatchLibrary`.
 
 Why these: they are what covers real faces (COFW's and WFLW's occlusion subsets are mostly hands, food,
 cups, phones, microphones, sunglasses, and since 2020 surgical masks). Hands, objects and sunglasses are

@@ -1,5 +1,6 @@
 """Body-part patches cut out of COCO person masks: the occluders of pose's occluded twins (D-Slope's "other
-people are the commonest occluders"). The library and the pasting are the engine's (harness/core/occlusion.py).
+people are the commonest occluders"). The library and the pasting are the engine's
+(harness/core/occlusion.py).
 """
 
 from __future__ import annotations

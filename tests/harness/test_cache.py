@@ -1,4 +1,5 @@
-"""harness/core/cache.py: content-keyed folders built once (atomic, race-safe) and the digests records carry."""
+"""harness/core/cache.py: content-keyed folders built once (atomic, race-safe) and the digests records
+carry."""
 
 import hashlib
 import json
