@@ -1,4 +1,7 @@
-"""Trainer callbacks: checkpointing, metric logging, progress display (Lightning's split of concerns)."""
+"""Trainer callbacks: checkpointing, metric logging, progress display (Lightning's split of concerns).
+
+The `Callback` base they extend is the trainer's own (harness/train/trainer.py), so the trainer imports
+nothing of this module and the two form no import cycle."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
@@ -14,24 +17,7 @@ from rich.progress import Progress
 from harness.core.io import atomic_write_text
 from harness.core.progress import make_progress
 from harness.core.run_files import CHECKPOINT_NAME
-
-if TYPE_CHECKING:
-    from harness.train.trainer import Trainer
-
-
-class Callback:
-    """Hooks the trainer calls; every method is optional."""
-
-    def on_fit_start(self, trainer: Trainer) -> None: ...
-
-    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None: ...
-
-    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None: ...
-
-    def on_fit_end(self, trainer: Trainer) -> None: ...
-
-    def on_interrupt(self, trainer: Trainer) -> None:
-        """SIGINT/SIGTERM stopped the fit after a finished step (then `RunInterrupted` is raised)."""
+from harness.train.trainer import Callback
 
 
 class Checkpoint(Callback):

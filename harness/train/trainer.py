@@ -30,7 +30,21 @@ from harness.core.io import atomic_torch_save, safe_torch_load
 from harness.core.precision import Precision
 from harness.core.run_files import state_mismatch
 from harness.methods.base import Method
-from harness.train.callbacks import Callback
+
+
+class Callback:
+    """Hooks the trainer calls; every method is optional."""
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None: ...
+
+    def on_fit_end(self, trainer: Trainer) -> None: ...
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        """SIGINT/SIGTERM stopped the fit after a finished step (then `RunInterrupted` is raised)."""
 
 
 @dataclass
