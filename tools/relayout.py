@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import re
 import shutil
 import subprocess
@@ -109,7 +110,12 @@ FORWARDS: dict[str, str] = {
 
 # Functions and constants moved by hand between modules after the move (`old module.name` -> `new.name`),
 # so a branch written against the old place is rewritten too. Filled by the hand-edit commits.
-NAMES: dict[str, str] = {}
+NAMES: dict[str, str] = {
+    # the checkpoint the pretraining stage builds, and its loading: the factory needs them, not the trainer
+    "harness.train.pretraining.EMBEDDED": "harness.models.pretrained.EMBEDDED",
+    "harness.train.pretraining.PretrainedBackbone": "harness.models.pretrained.PretrainedBackbone",
+    "harness.train.pretraining.load_embedded": "harness.models.pretrained.load_embedded",
+}
 
 ENTRY_POINTS = {'harness = "harness.cli:app"': 'harness = "harness.cli.commands:app"'}
 
@@ -533,7 +539,8 @@ def rewrite_references(plan: Plan) -> None:
             for old, entry in ENTRY_POINTS.items():
                 new = new.replace(old, entry)
         if new != text:
-            count = sum(a != b for a, b in zip(text.splitlines(), new.splitlines(), strict=False))
+            diff = difflib.ndiff(text.splitlines(), new.splitlines())
+            count = sum(line.startswith("+ ") for line in diff)
             plan.write(path, new, "rewritten", f"{count:3d} lines in")
             plan.rewritten.append(path)
 

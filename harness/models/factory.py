@@ -14,8 +14,8 @@ from harness.core.registry import METHODS, TASKS
 from harness.core.run_files import resolve_run_reference
 from harness.core.task import Task
 from harness.models.backbones import create_backbone
+from harness.models.pretrained import PretrainedBackbone, load_embedded
 from harness.models.task_model import TaskModel
-from harness.train.pretraining import PretrainedBackbone, load_embedded
 
 
 def build_task(cfg: RunConfig) -> Task:

@@ -26,8 +26,9 @@ from harness.core.occlusion import OcclusionSettings
 from harness.core.precision import Precision
 from harness.core.task import OcclusionPlan
 from harness.models.backbones import create_backbone
+from harness.models.pretrained import EMBEDDED, PretrainedBackbone
 from harness.train.callbacks import Callback, Checkpoint, MetricsLogger, PeriodicEval, ProgressBar
-from harness.train.pretraining import EMBEDDED, PretrainedBackbone, PretrainSettings, embedded_backbone
+from harness.train.pretraining import PretrainSettings, embedded_backbone
 from harness.train.trainer import EpochSampler, Trainer, build_optimizer, ignore_interrupts
 
 

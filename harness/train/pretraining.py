@@ -24,16 +24,16 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from torch import nn
 from torch.utils.data import DataLoader
 
 from harness.core.cache import file_digest
 from harness.core.errors import CheckpointError
-from harness.core.io import atomic_torch_save, atomic_write_json, safe_torch_load
+from harness.core.io import atomic_torch_save, atomic_write_json
 from harness.core.precision import Precision
 from harness.core.reproducibility import cpu_arithmetic
 from harness.methods.base import Method
-from harness.models.backbones import Backbone, create_backbone
+from harness.models.backbones import create_backbone
+from harness.models.pretrained import PretrainedBackbone
 from harness.models.task_model import TaskModel
 from harness.train.callbacks import Callback, ProgressBar
 from harness.train.trainer import (
@@ -44,7 +44,6 @@ from harness.train.trainer import (
     seed_everything,
 )
 
-EMBEDDED = "embedded"  # the `model.pretrained` value that asks for this stage
 FORMAT_VERSION = 2  # bump when what is saved or how it is trained changes: old caches are then rebuilt
 WEIGHTS_NAME, META_NAME = "backbone.pt", "meta.json"
 
@@ -59,17 +58,6 @@ class PretrainSettings:
     lr: float
     seed: int
     threads: int | None = 1
-
-
-@dataclass(frozen=True)
-class PretrainedBackbone:
-    """A built checkpoint: where it is and what it is, for loading and for every record's provenance."""
-
-    path: Path
-    meta: dict[str, Any]
-
-    def provenance(self) -> dict[str, Any]:
-        return {"source": EMBEDDED, **{k: self.meta[k] for k in sorted(self.meta)}}
 
 
 class _SupervisedStep(Method):
@@ -263,19 +251,3 @@ def _train(task, folder, backbone_name, settings, device, precision, num_workers
         **cpu_arithmetic(),  # what the digest depends on besides the settings
     }
     atomic_write_json(folder / META_NAME, meta)  # last: its presence means "complete"
-
-
-def load_embedded(backbone: Backbone | nn.Module, checkpoint: PretrainedBackbone) -> None:
-    """Load the checkpoint into a freshly built backbone, all tensors or nothing (never in part)."""
-    state = safe_torch_load(checkpoint.path, "model.pretrained")
-    body = backbone.body
-    own = body.state_dict()
-    mismatch = sorted(set(own) ^ set(state)) or [
-        k for k in own if tuple(own[k].shape) != tuple(state[k].shape)
-    ]
-    if mismatch:
-        raise CheckpointError(
-            f"model.pretrained: {checkpoint.path} does not fit backbone {checkpoint.meta.get('backbone')} "
-            f"as built here ({len(mismatch)} tensors differ, first: {mismatch[0]})"
-        )
-    body.load_state_dict(state, strict=True)

@@ -15,8 +15,9 @@ from harness.core.errors import CheckpointError, ConfigError
 from harness.core.precision import Precision
 from harness.methods.dslope import DSlope
 from harness.models.backbones import create_backbone
+from harness.models.pretrained import load_embedded
 from harness.models.task_model import TaskModel
-from harness.train.pretraining import PretrainSettings, embedded_backbone, load_embedded
+from harness.train.pretraining import PretrainSettings, embedded_backbone
 from tasks.pose.task import PoseSettings, PoseTask
 
 TINY = PretrainSettings(steps=2, images=6, batch_size=4, lr=1e-3, seed=7)
