@@ -115,6 +115,13 @@ NAMES: dict[str, str] = {
     "harness.train.pretraining.EMBEDDED": "harness.models.pretrained.EMBEDDED",
     "harness.train.pretraining.PretrainedBackbone": "harness.models.pretrained.PretrainedBackbone",
     "harness.train.pretraining.load_embedded": "harness.models.pretrained.load_embedded",
+    # what `harness eval` shares with a run, below both: record fields, workers, occlusion plan
+    "harness.run.records.task_record": "harness.evaluate.records.task_record",
+    "harness.run.setup.now": "harness.evaluate.records.now",
+    "harness.run.setup.default_workers": "harness.core.batches.default_workers",
+    "harness.run.setup.loader_workers": "harness.core.batches.loader_workers",
+    "harness.run.setup.occlusion_plan": "harness.models.factory.occlusion_plan",
+    "harness.run.experiment.occlusion_plan": "harness.models.factory.occlusion_plan",
 }
 
 ENTRY_POINTS = {'harness = "harness.cli:app"': 'harness = "harness.cli.commands:app"'}

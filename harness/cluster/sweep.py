@@ -104,8 +104,8 @@ def prepare_shared_inputs(base: Path, trials: list[list[str]]) -> None:
     import torch
 
     from harness.core.registry import METHODS
-    from harness.models.factory import build_task
-    from harness.run.setup import occlusion_plan, pretrained_backbone
+    from harness.models.factory import build_task, occlusion_plan
+    from harness.run.setup import pretrained_backbone
 
     seen = set()
     for overrides in trials:

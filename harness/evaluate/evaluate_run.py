@@ -28,16 +28,17 @@ import torch
 import yaml
 from rich.console import Console
 
+from harness.core.batches import loader_workers
 from harness.core.config import RunConfig, apply_overrides, config_from_tree, load_config
 from harness.core.errors import ConfigError
 from harness.core.io import atomic_write_text, ensure_writable
 from harness.core.precision import Precision
 from harness.core.results import ResultRecord, write_record
 from harness.evaluate.predictions import save_predictions
+from harness.evaluate.records import now, task_record
 from harness.evaluate.scoring import evaluate_split
 from harness.evaluate.trained_run import load_trained, run_config
-from harness.run.records import task_record
-from harness.run.setup import now
+from harness.models.factory import occlusion_plan
 
 EVALUATIONS_DIR = "evaluations"
 # What an evaluation may change: the data it scores and how it runs, never what was trained.
@@ -152,9 +153,7 @@ def evaluate_run(
     ).hexdigest()[:10]
     folder = run_dir / EVALUATIONS_DIR / eval_id
     started_at = now()
-    from harness.run.setup import default_workers, occlusion_plan
-
-    workers = cfg.train.num_workers if cfg.train.num_workers is not None else default_workers()
+    workers = loader_workers(cfg)
     scored: list[tuple[RunConfig, str, Any, dict, list, dict]] = []
     for level, level_cfg in levels.items():
         _, available = task.datasets(

@@ -1,7 +1,8 @@
-"""Config -> objects: the one place that turns a run's config into its task, networks and method.
+"""Config -> objects: the one place that turns a run's config into its task, networks, method and occlusion
+plan.
 
-Shared by `harness run` (run.py), `harness eval` / `predict` (trained_run.py), `harness export`, the sweep's
-shared-input builder and the benchmarks, so a run is rebuilt exactly as it was trained.
+Shared by `harness run` (run/experiment.py), `harness eval` / `predict` (evaluate/trained_run.py), `harness
+export`, the sweep's shared-input builder and the benchmarks, so a run is rebuilt exactly as it was trained.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.core.config import RunConfig
+from harness.core.errors import ConfigError
+from harness.core.occlusion import OcclusionSettings
 from harness.core.registry import METHODS, TASKS
 from harness.core.run_files import resolve_run_reference
-from harness.core.task import Task
+from harness.core.task import OcclusionPlan, Task
 from harness.models.backbones import create_backbone
 from harness.models.pretrained import PretrainedBackbone, load_embedded
 from harness.models.task_model import TaskModel
@@ -55,3 +58,25 @@ def build_method(
         where = resolve_run_reference(str(getattr(settings, field)), cfg.output.work_dir)
         settings = settings.model_copy(update={field: str(where)})
     return method_cls(model_builder(cfg, task, weights=weights, embedded=embedded), task.loss, settings)
+
+
+def occlusion_plan(cfg: RunConfig, needs_twin: bool) -> OcclusionPlan:
+    """The `occlusion:` section as a task reads it: the training twin's settings (only for a method that
+    trains on twins) and the frozen occluded val's."""
+    o = cfg.occlusion
+
+    def settings(clean_fraction: float) -> OcclusionSettings:
+        return OcclusionSettings(
+            clean_fraction=clean_fraction,
+            patches_per_person=tuple(o.patches_per_person),
+            size_range=tuple(o.size_range),
+            max_rotation=o.max_rotation,
+        )
+
+    if needs_twin and not o.enabled:
+        raise ConfigError(f"method '{cfg.method}' trains on occluded twins but occlusion.enabled is false")
+    train = settings(o.clean_fraction) if needs_twin else None
+    return OcclusionPlan(
+        train=train, val=settings(o.val_clean_fraction), val_seed=o.val_seed, max_patches=o.max_patches,
+        val_severity=o.val_severity,
+    )  # fmt: skip

@@ -12,23 +12,22 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.core import distributed
+from harness.core.batches import loader_workers
 from harness.core.config import RunConfig
 from harness.core.errors import RunInterrupted, TrainingError
 from harness.core.registry import METHODS
 from harness.core.results import ResultRecord, drop_interrupted_record, write_record
 from harness.core.run_files import CHECKPOINT_NAME, run_reference
 from harness.evaluate.predictions import save_predictions
+from harness.evaluate.records import now
 from harness.evaluate.scoring import evaluate_split
-from harness.models.factory import build_method, build_task
+from harness.models.factory import build_method, build_task, occlusion_plan
 from harness.run.records import RunRecords
 from harness.run.setup import (
     build_optimizers,
     build_trainer,
     check_outputs,
     claim_run_dir,
-    loader_workers,
-    now,
-    occlusion_plan,
     pretrained_backbone,
     pretrained_provenance,
     read_epoch_logs,

@@ -1,5 +1,5 @@
-"""Result records of a run: the fields every record of a task takes from the config and the task, and the
-records `run_experiment` writes (ok per scored split, or one failed / interrupted record)."""
+"""The records `run_experiment` writes (ok per scored split, or one failed / interrupted record), with the
+trainer's counters; the fields every record of a task shares come from harness/evaluate/records.py."""
 
 from __future__ import annotations
 
@@ -7,37 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core.config import RunConfig
-from harness.core.registry import METHODS
-from harness.core.reproducibility import cpu_arithmetic
-from harness.core.results import ResultRecord, package_versions, source_state
-from harness.core.roles import split_role
+from harness.core.results import ResultRecord
 from harness.core.task import Task
-from harness.run.setup import now
-
-
-def task_record(
-    cfg: RunConfig, task: Task, *, split: str | None, network: str | None, **fields
-) -> ResultRecord:
-    """A record with what the config and the task say (names, metric directions, split and method roles,
-    versions); `fields` give the rest (run id, status, metrics, evaluated, provenance, ...)."""
-    names = [m.name for m in task.metrics]
-    return ResultRecord(
-        task=cfg.task,
-        method=cfg.method,
-        backbone=cfg.model.backbone,
-        dataset=task.dataset_name,
-        split=split,
-        network=network,
-        higher_is_better={n: task.metric(n).higher_is_better for n in names},
-        primary_metric=task.primary_metric,
-        split_role=split_role(split, task.clean_split, task.occluded_split),
-        method_role=METHODS.get(cfg.method).role,
-        seed=cfg.seed,
-        versions=package_versions(),
-        **source_state().fields(),
-        compute=cpu_arithmetic(),
-        **fields,
-    )
+from harness.evaluate.records import now, task_record
 
 
 @dataclass

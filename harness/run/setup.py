@@ -2,38 +2,32 @@
 device and precision it uses, its occlusion plan, pretrained starting point, data loader, optimizers and
 trainer.
 
-Each helper does one step; none trains or evaluates. Also used by `harness eval` (occlusion plan, workers)
-and the sweep's shared-input builder (occlusion plan, pretraining).
+Each helper does one step; none trains or evaluates. The sweep's shared-input builder uses the pretraining
+step too.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from harness.core import distributed
+from harness.core.batches import loader_workers
 from harness.core.cache import file_digest
 from harness.core.config import OptimConfig, RunConfig, load_config, save_config
 from harness.core.errors import ConfigError
 from harness.core.io import ensure_writable
-from harness.core.occlusion import OcclusionSettings
 from harness.core.precision import Precision
-from harness.core.task import OcclusionPlan
 from harness.models.backbones import create_backbone
 from harness.models.pretrained import EMBEDDED, PretrainedBackbone
 from harness.train.callbacks import Callback, Checkpoint, MetricsLogger, PeriodicEval, ProgressBar
 from harness.train.pretraining import PretrainSettings, embedded_backbone
 from harness.train.trainer import EpochSampler, Trainer, build_optimizer, ignore_interrupts
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def resolve_config(cfg: RunConfig | None, resume_dir: Path | None) -> RunConfig:
@@ -89,26 +83,6 @@ def save_run_config(cfg: RunConfig, run_dir: Path) -> None:
     (run_dir / "config_hash").write_text(cfg.hash() + "\n")
 
 
-def occlusion_plan(cfg: RunConfig, needs_twin: bool) -> OcclusionPlan:
-    o = cfg.occlusion
-
-    def settings(clean_fraction: float) -> OcclusionSettings:
-        return OcclusionSettings(
-            clean_fraction=clean_fraction,
-            patches_per_person=tuple(o.patches_per_person),
-            size_range=tuple(o.size_range),
-            max_rotation=o.max_rotation,
-        )
-
-    if needs_twin and not o.enabled:
-        raise ConfigError(f"method '{cfg.method}' trains on occluded twins but occlusion.enabled is false")
-    train = settings(o.clean_fraction) if needs_twin else None
-    return OcclusionPlan(
-        train=train, val=settings(o.val_clean_fraction), val_seed=o.val_seed, max_patches=o.max_patches,
-        val_severity=o.val_severity,
-    )  # fmt: skip
-
-
 def read_epoch_logs(path: Path) -> list[dict]:
     """The per-epoch lines of a run's metrics.jsonl (training curves for the record)."""
     if not path.is_file():
@@ -136,7 +110,7 @@ def pretrained_backbone(cfg: RunConfig, task, device, console) -> PretrainedBack
         settings=PretrainSettings(**p.model_dump()),
         device=device,
         precision=Precision.full(device),  # one checkpoint per key, whatever precision the run uses
-        num_workers=cfg.train.num_workers if cfg.train.num_workers is not None else default_workers(),
+        num_workers=loader_workers(cfg),
         console=console,
     )
 
@@ -169,15 +143,6 @@ def warn_step_budget(cfg: RunConfig, task, console) -> None:
         highlight=False,
         soft_wrap=True,
     )
-
-
-def default_workers() -> int:
-    """Leave one core to the training process; at most 8 loader workers."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
-
-
-def loader_workers(cfg: RunConfig) -> int:
-    return cfg.train.num_workers if cfg.train.num_workers is not None else default_workers()
 
 
 def train_loader(

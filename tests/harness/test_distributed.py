@@ -98,8 +98,8 @@ def test_sharded_evaluation_equals_single_process_evaluation(ranks):
     network in one process gives exactly the same metrics."""
     from harness.core.registry import METHODS, TASKS
     from harness.evaluate.scoring import evaluate_split
+    from harness.models.factory import occlusion_plan
     from harness.run.experiment import run_experiment  # noqa: F401  (registers everything)
-    from harness.run.setup import occlusion_plan
 
     out, (r0, _) = ranks
     run_dir = Path(r0["a"]["run_dir"])

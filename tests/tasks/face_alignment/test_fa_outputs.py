@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.core.config import CONFIG_ROOT, load_config
-from harness.run.experiment import occlusion_plan, run_experiment
+from harness.models.factory import occlusion_plan
+from harness.run.experiment import run_experiment
 from tasks.face_alignment.task import FaceAlignmentSettings, FaceAlignmentTask
 
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures"

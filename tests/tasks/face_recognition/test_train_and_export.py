@@ -9,9 +9,9 @@ from harness.cli import app
 from harness.core.config import load_config
 from harness.methods.dslope import DSlope
 from harness.models.backbones import create_backbone
+from harness.models.factory import occlusion_plan
 from harness.models.task_model import TaskModel
 from harness.run.experiment import run_experiment
-from harness.run.setup import occlusion_plan
 from tasks.face_recognition.data import to_input
 from tasks.face_recognition.task import FaceRecognitionSettings, FaceRecognitionTask
 

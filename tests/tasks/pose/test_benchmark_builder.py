@@ -166,7 +166,7 @@ def test_severity_levels_are_ordered():
 def test_a_runs_occluded_val_is_the_c_coco_build_of_the_same_seed(coco_root, coco_fixture, tmp_path):
     """Default occlusion settings + val_seed 0 give the images `benchmark build c-coco --seed 0` writes."""
     from harness.core.config import CONFIG_ROOT, load_config
-    from harness.run.setup import occlusion_plan
+    from harness.models.factory import occlusion_plan
     from tasks.pose.task import PoseSettings, PoseTask
 
     cfg = load_config(CONFIG_ROOT / "pose" / "c-coco_hrnet-w32_256x192.yaml")
