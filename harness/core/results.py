@@ -144,6 +144,11 @@ def write_record(record: ResultRecord, results_dir: Path) -> Path:
     return path
 
 
+def write_records(records: list[ResultRecord], results_dir: Path) -> list[Path]:
+    """Write a run's or an evaluation's records, once all of them are made (so bad input leaves none)."""
+    return [write_record(record, results_dir) for record in records]
+
+
 def drop_interrupted_record(results_dir: Path, run_id: str) -> None:
     """Remove a run's `interrupted` record once the resumed run has written its own records."""
     path = Path(results_dir) / "runs" / f"{run_id}__run__none.json"

@@ -33,9 +33,8 @@ from harness.core.config import RunConfig, apply_overrides, config_from_tree, lo
 from harness.core.errors import ConfigError
 from harness.core.io import atomic_write_text, ensure_writable
 from harness.core.precision import Precision
-from harness.core.results import ResultRecord, write_record
-from harness.evaluate.predictions import save_predictions
-from harness.evaluate.records import now, task_record
+from harness.core.results import ResultRecord, write_records
+from harness.evaluate.records import now, task_record, with_outputs
 from harness.evaluate.scoring import evaluate_split
 from harness.evaluate.trained_run import load_trained, run_config
 from harness.models.factory import occlusion_plan
@@ -208,9 +207,6 @@ def evaluate_run(
         record.training = {"steps": record.training["step"], "epochs": record.training["epoch"],
                            "images": record.training["images"], "device": str(device),
                            "precision": precision.name}  # fmt: skip
-        record.samples = task.showcase(predictions, dataset)
-        record.predictions = save_predictions(task, predictions, dataset, folder, record)
-        records.append(record)
-    for record in records:
-        write_record(record, results_dir)
+        records.append(with_outputs(record, task, predictions, dataset, folder))
+    write_records(records, results_dir)
     return EvalOutcome(run_dir.name, eval_id, folder, records)

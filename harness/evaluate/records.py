@@ -8,6 +8,10 @@ write the same fields.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
 
 from harness.core.config import RunConfig
 from harness.core.registry import METHODS
@@ -15,6 +19,7 @@ from harness.core.reproducibility import cpu_arithmetic
 from harness.core.results import ResultRecord, package_versions, source_state
 from harness.core.roles import split_role
 from harness.core.task import Task
+from harness.evaluate.predictions import save_predictions
 
 
 def now() -> str:
@@ -45,3 +50,14 @@ def task_record(
         compute=cpu_arithmetic(),
         **fields,
     )
+
+
+def with_outputs(
+    record: ResultRecord, task: Task, predictions: list[dict[str, Any]], dataset: Dataset, folder: Path | None
+) -> ResultRecord:
+    """`record` (its severity set) with what its scored split leaves besides the metrics: the showcase samples
+    and, when `folder` is given (rank 0 alone writes), the prediction file under it."""
+    record.samples = task.showcase(predictions, dataset)
+    if folder is not None:
+        record.predictions = save_predictions(task, predictions, dataset, folder, record)
+    return record

@@ -16,10 +16,9 @@ from harness.core.batches import loader_workers
 from harness.core.config import RunConfig
 from harness.core.errors import RunInterrupted, TrainingError
 from harness.core.registry import METHODS
-from harness.core.results import ResultRecord, drop_interrupted_record, write_record
+from harness.core.results import ResultRecord, drop_interrupted_record, write_record, write_records
 from harness.core.run_files import CHECKPOINT_NAME, run_reference
-from harness.evaluate.predictions import save_predictions
-from harness.evaluate.records import now
+from harness.evaluate.records import now, with_outputs
 from harness.evaluate.scoring import evaluate_split
 from harness.models.factory import build_method, build_task, occlusion_plan
 from harness.run.records import RunRecords
@@ -215,13 +214,9 @@ def scored_records(cfg, task, scores: dict, splits: dict, record: RunRecords, ru
     for (network, split), (metrics, predictions) in scores.items():
         rec = record(split, network, "ok", metrics)
         rec.curves = curves
-        rec.samples = task.showcase(predictions, splits[split])
         rec.severity = cfg.occlusion.val_severity if split == task.occluded_split else None
-        if ctx.is_main:
-            rec.predictions = save_predictions(task, predictions, splits[split], run_dir, rec)
-        records.append(rec)
+        records.append(with_outputs(rec, task, predictions, splits[split], run_dir if ctx.is_main else None))
     if ctx.is_main:
-        for rec in records:
-            write_record(rec, results_dir)
+        write_records(records, results_dir)
         drop_interrupted_record(results_dir, run_dir.name)
     return records
