@@ -16,7 +16,7 @@ from harness.core.cache import file_digest
 from harness.core.config import RunConfig, load_config
 from harness.core.errors import CheckpointError, ConfigError
 from harness.core.io import safe_torch_load
-from harness.core.run_files import CHECKPOINT_NAME, state_mismatch
+from harness.core.run_files import CHECKPOINT_NAME, check_checkpoint
 from harness.core.task import Task
 from harness.models.factory import build_method, build_task
 
@@ -79,20 +79,12 @@ def load_trained(run_dir: Path, cfg: RunConfig, what: str) -> TrainedRun:
     state = safe_torch_load(path, f"{what} checkpoint")
     if not isinstance(state, dict) or not isinstance(state.get("method"), dict):
         raise CheckpointError(f"{what}: {path} is not a harness training checkpoint (no 'method' weights)")
-    wanted = {"task": cfg.task, "method": cfg.method, "backbone": cfg.model.backbone}
-    for key, value in (state.get("tags") or {}).items():
-        if key in wanted and wanted[key] != value:
-            raise CheckpointError(
-                f"{what}: {path} was trained with {key} '{value}', but {run_dir / 'config.yaml'} says "
-                f"'{wanted[key]}'"
-            )
     task = build_task(cfg)
     method = build_method(cfg, task)
-    mismatch = state_mismatch(method.state_dict(), state["method"])
-    if mismatch:
-        raise CheckpointError(
-            f"{what}: {path} does not fit the run's model {mismatch}: written for another task or backbone?"
-        )
+    wanted = {"task": cfg.task, "method": cfg.method, "backbone": cfg.model.backbone}
+    check_checkpoint(
+        state, method.state_dict(), wanted, path=path, label=f"{what}: ", config=str(run_dir / "config.yaml")
+    )
     method.load_state_dict(state["method"])
     networks = {name: module.eval() for name, module in method.networks().items()}
     return TrainedRun(

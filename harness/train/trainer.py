@@ -28,7 +28,7 @@ from harness.core.distributed import DataParallelStep
 from harness.core.errors import CheckpointError, RunInterrupted, TrainingError
 from harness.core.io import atomic_torch_save, safe_torch_load
 from harness.core.precision import Precision
-from harness.core.run_files import state_mismatch
+from harness.core.run_files import check_checkpoint
 from harness.methods.base import Method
 
 
@@ -326,17 +326,8 @@ class Trainer:
             raise CheckpointError(
                 f"checkpoint {path} is not a harness training checkpoint (no '{missing[0]}')"
             )
-        for key, value in ckpt.get("tags", {}).items():
-            if key in self.tags and self.tags[key] != value:
-                raise CheckpointError(
-                    f"checkpoint {path} was trained with {key} '{value}', but the run's config says "
-                    f"'{self.tags[key]}'"
-                )
-        mismatch = state_mismatch(self.method.state_dict(), ckpt["method"])
-        if mismatch:
-            raise CheckpointError(
-                f"checkpoint {path} does not fit this model {mismatch}: was it written for another backbone?"
-            )
+        own = self.method.state_dict()
+        check_checkpoint(ckpt, own, self.tags, path=path, label="checkpoint ", config="the run's config")
         self.method.load_state_dict(ckpt["method"])
         for key, optimizer in self.optimizers.items():
             optimizer.load_state_dict(ckpt["optimizers"][key])
