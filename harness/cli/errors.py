@@ -1,6 +1,6 @@
 """How every `harness` sub-command ends on bad input: one line naming the culprit, exit code 2.
 
-A module of its own so the sub-command modules (`benchmark_cli`, `eval_cli`) and `cli` share it without
+A module of its own so the sub-command modules (`benchmark`, `evaluate`) and `commands` share it without
 importing each other.
 """
 
