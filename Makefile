@@ -23,7 +23,7 @@ setup: $(STAMP)
 # Plain `pip install mmpose` fails (chumpy's setup imports pip) and the xtcocotools wheel breaks under
 # numpy 2, so mmpose comes without its declared requirements and xtcocotools is built from source against
 # the venv's numpy (setuptools and cython must be in the venv for --no-build-isolation). torch, torchvision
-# and numpy stay as pinned. harness/mmpose_imports.py covers the two imports this leaves unmet.
+# and numpy stay as pinned. harness/models/mmpose_imports.py covers the two imports this leaves unmet.
 MMPOSE_STAMP := $(VENV)/.installed-mmpose
 $(MMPOSE_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet mmengine==0.10.7 mmcv-lite==2.2.0 json-tricks munkres scipy six cython setuptools

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from harness.core.registry import METHODS
 from harness.methods.base import Batch, Method
-from harness.registry import METHODS
 
 
 @METHODS.register("clean")

@@ -14,12 +14,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from harness.errors import CheckpointError, ConfigError
-from harness.imitation import FeatureReduction, feature_imitation, output_imitation
-from harness.io import safe_torch_load
+from harness.core.errors import CheckpointError, ConfigError
+from harness.core.io import safe_torch_load
+from harness.core.registry import METHODS
+from harness.core.run_files import CHECKPOINT_NAME
 from harness.methods.base import Batch, Method
-from harness.registry import METHODS
-from harness.run_files import CHECKPOINT_NAME
+from harness.methods.imitation import FeatureReduction, feature_imitation, output_imitation
 
 
 class DistillSettings(BaseModel):

@@ -8,7 +8,7 @@ gain comes from dual-sample learning, not from seeing occluded images.
 from __future__ import annotations
 
 from baselines.clean import Clean
-from harness.registry import METHODS
+from harness.core.registry import METHODS
 
 
 @METHODS.register("occ_aug")

@@ -34,11 +34,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from harness.config import CONFIG_ROOT, load_config
-from harness.factory import build_task, model_builder
-from harness.io import atomic_torch_save, atomic_write_json
-from harness.registry import METHODS
-from harness.trainer import Trainer
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.io import atomic_torch_save, atomic_write_json
+from harness.core.registry import METHODS
+from harness.models.factory import build_task, model_builder
+from harness.train.trainer import Trainer
 
 
 def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, float]:
@@ -173,8 +173,8 @@ def twin_pipeline(cache: Path, count: int) -> tuple[Callable[[], object], dict[s
     """CocoKeypoints with twins + augmentation at 256x192 on synthetic JPEGs; plus a per-stage breakdown."""
     import cv2
 
-    from harness.io import read_image
-    from harness.occlusion import OcclusionSettings, occluded_twin
+    from harness.core.io import read_image
+    from harness.core.occlusion import OcclusionSettings, occluded_twin
     from tasks.common import heatmap
     from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource
     from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_OCCLUSION_ANCHORS

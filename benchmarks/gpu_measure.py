@@ -92,10 +92,9 @@ def part_step_time(plan: Plan, out: Figures) -> None:
 
 def train_set_for(plan: Plan, method: str):
     """The config and training set (twins for D-Slope) a `harness run` of `method` on `plan.big` builds."""
-    from harness.config import CONFIG_ROOT, load_config
-    from harness.factory import build_task
-    from harness.registry import METHODS
-    from harness.run_setup import occlusion_plan
+    from harness.core.config import CONFIG_ROOT, load_config
+    from harness.core.registry import METHODS
+    from harness.models.factory import build_task, occlusion_plan
 
     backbone, size = plan.big
     sets = [
@@ -113,8 +112,8 @@ def train_set_for(plan: Plan, method: str):
 
 def loader(plan: Plan, cfg, train_set, workers: int):
     """The harness's own training DataLoader (pinned memory on CUDA) with `workers` worker processes."""
-    from harness import distributed
-    from harness.run_setup import train_loader
+    from harness.core import distributed
+    from harness.run.setup import train_loader
 
     cfg.train.num_workers = workers
     return train_loader(cfg, train_set, distributed.Context(), torch.device(plan.device))
@@ -123,7 +122,7 @@ def loader(plan: Plan, cfg, train_set, workers: int):
 def images_per_s(batches, count: int, step=None, device=None) -> float:
     """Samples per second over `count` batches (the first, the workers' start-up, is not timed); with
     `step`, each batch is also moved to `device` and trained on."""
-    from harness.batches import to_device
+    from harness.core.batches import to_device
 
     next(batches)
     start, images = time.perf_counter(), 0
@@ -138,8 +137,7 @@ def images_per_s(batches, count: int, step=None, device=None) -> float:
 def part_loader(plan: Plan, out: Figures) -> None:
     """Is the GPU starved? Samples/s the harness's DataLoader delivers with N workers (twins pasted on the
     fly for D-Slope) against samples/s the GPU trains on in-memory batches, and the two together (fed)."""
-    from harness.batches import to_device
-    from harness.run_setup import default_workers
+    from harness.core.batches import default_workers, to_device
 
     device = torch.device(plan.device)
     run_workers = default_workers()
@@ -180,7 +178,7 @@ def ddp_probe(plan: Plan) -> None:
     (gloo on the CPU); every rank's weights must then agree. Rank 0 writes parts/ddp_probe.json."""
     import torch.distributed as dist
 
-    from harness import distributed
+    from harness.core import distributed
 
     device = torch.device(plan.device)
     if plan.cuda:

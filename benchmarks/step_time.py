@@ -23,11 +23,11 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.bench import method_for
-from harness.backbones_mmpose import ARCHS as MMPOSE_ARCHS
-from harness.config import CONFIG_ROOT, load_config
-from harness.factory import build_task, model_builder
-from harness.io import atomic_write_json
-from harness.mmpose_imports import extra_status
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.io import atomic_write_json
+from harness.models.factory import build_task, model_builder
+from harness.models.mmpose_backbones import ARCHS as MMPOSE_ARCHS
+from harness.models.mmpose_imports import extra_status
 
 DEFAULT_BACKBONES = "hrnet_w18_small,hrnet_w32,resnet50,vit_tiny_patch16_224,mobilenetv3_large_100"
 METHOD_NAMES = ("clean", "occ_aug", "distill", "dslope")

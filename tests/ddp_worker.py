@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from harness.callbacks import Callback
 from harness.methods.dslope import DSlope
-from harness.model import TaskModel
-from harness.trainer import EpochSampler, Trainer
+from harness.models.task_model import TaskModel
+from harness.train.callbacks import Callback
+from harness.train.trainer import EpochSampler, Trainer
 
 # --------------------------------------------------------------------------- a tiny D-Slope without BatchNorm
 
@@ -120,9 +120,9 @@ def rank_main(rank: int, port: int, out: str, tiny: list[str], slow: list[str]) 
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
     )
     torch.set_num_threads(1)
-    from harness.config import CONFIG_ROOT, load_config
-    from harness.errors import RunInterrupted
-    from harness.run import run_experiment
+    from harness.core.config import CONFIG_ROOT, load_config
+    from harness.core.errors import RunInterrupted
+    from harness.run.experiment import run_experiment
 
     result: dict = {}
     # A 2-rank run of the engine's own setup first (it joins the process group once for this process).

@@ -9,13 +9,13 @@ import math
 import pytest
 import torch
 
-from harness.backbones import create_backbone
-from harness.config import CONFIG_ROOT, load_config
-from harness.method_order import run_order
-from harness.model import _flatten
-from harness.registry import BACKBONES, METHODS, TASKS
-from harness.roles import METHOD_ROLES
-from harness.run import run_experiment
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.registry import BACKBONES, METHODS, TASKS
+from harness.core.roles import METHOD_ROLES
+from harness.models.backbones import create_backbone
+from harness.models.task_model import _flatten
+from harness.run.experiment import run_experiment
+from harness.run.method_order import run_order
 
 # (H, W): divisible by 32 (HRNet, mmpose) and 64 (FAN), not square so each axis's stride is checked apart.
 H, W = 128, 64

@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from harness.model import TaskModel
+from harness.models.task_model import TaskModel
 
 Batch = dict[str, Any]
 SupervisedLoss = Callable[[torch.Tensor, Batch], torch.Tensor]
@@ -35,8 +35,9 @@ class Method(nn.Module):
 
     Settings: type[BaseModel] = NoSettings
     needs_twin: bool = False  # whether batches must carry the occluded twin
-    # What the method is in a comparison (harness/roles.py): "method" (under study: ablated, compared against
-    # the others), "baseline" (compared against) or "reference" (the plain model everything is compared to).
+    # What the method is in a comparison (harness/core/roles.py): "method" (under study: ablated, compared
+    # against the others), "baseline" (compared against) or "reference" (the plain model everything is
+    # compared to).
     role: str = "baseline"
     # (method, settings field): when that field is unset, the run first trains `method` with the same
     # config and puts its run dir there (distillation trains its clean teacher this way).

@@ -4,7 +4,7 @@ As the authors' code does it (zhanghao5201/MoEPose, `lib/core/function.py` `mutu
 `lib/models/pose_hrnet_kd*.py` `init_weights`): two separate networks that start from the same weights
 (ENet is a copy of GNet at construction); GNet sees the clean crop, ENet its pixel-aligned occluded twin;
 both are supervised by the clean targets; each imitates the *detached* partner through MSE on tapped stage
-features (per stage the mean over its branch tensors, summed over stages; harness/imitation.py) and on
+features (per stage the mean over its branch tensors, summed over stages; harness/methods/imitation.py) and on
 outputs, weighted 1e-3 for ENet's imitation of GNet and 1e-5 for GNet's imitation of ENet. Each network has
 its own optimizer. Because the partner is detached, back-propagating the sum of both losses gives each
 network exactly the gradient of its own loss, so the trainer's single backward is one step each.
@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from harness.imitation import FeatureReduction, imitation_loss
+from harness.core.registry import METHODS
 from harness.methods.base import Batch, Method
-from harness.registry import METHODS
+from harness.methods.imitation import FeatureReduction, imitation_loss
 
 
 class DSlopeSettings(BaseModel):

@@ -1,4 +1,7 @@
-"""`harness report`: the paper's tables and figures, regenerated from result records alone.
+"""Records -> tables, verdicts (verdict.py: the method minus each baseline, paired over seeds), figures
+and the report text. May import core only: it reads result records, never a run.
+
+`harness report`: the paper's tables and figures, regenerated from result records alone.
 
 Reads only `<results>/runs/*.json` (one record per run, network and eval split) and writes
 `<out>/tables/` (Markdown, LaTeX, CSV) and `<out>/figures/` (PNG and PDF). Nothing here knows a task: metric

@@ -9,12 +9,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.portable import resolve_path
+from harness.core.portable import resolve_path
+from harness.core.task import default_cache_dir as cache_root
 from harness.report.canvas import _new_figure, _save
 from harness.report.interpret import _is_evaluated, _primary_metric
 from harness.report.severity import figure_severity, severity_tables
 from harness.report.tables import Table, compact_rows
-from harness.task import default_cache_dir as cache_root
 
 _QUALITATIVE_ROWS = 6
 _RC = {"svg.hashsalt": "dslope-harness", "font.size": 8}
@@ -183,8 +183,8 @@ def _task_drawer(record: dict[str, Any]):
     None when this harness cannot build it (an unknown task, or settings of an older version)."""
     from pydantic import ValidationError
 
-    from harness.errors import HarnessError
-    from harness.registry import TASKS
+    from harness.core.errors import HarnessError
+    from harness.core.registry import TASKS
 
     try:
         task_cls = TASKS.get(str(record.get("task")))
@@ -221,7 +221,7 @@ def _skeleton_drawer(skeleton: list[list[int]]):
 
 def _draw_grid(rows, drawer, baseline, dslope, stem: Path) -> list[Path]:
     """Rows of occluded val samples; columns ground truth | reference | method, each drawn by `drawer`."""
-    from harness.io import read_image
+    from harness.core.io import read_image
 
     titles = [
         "ground truth",

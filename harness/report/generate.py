@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 from harness.report.figures import write_figures
 from harness.report.interpret import RANDOM_FACTORS, _cell, _is_evaluated, _variant
 from harness.report.policy import load_policy
@@ -15,8 +15,8 @@ from harness.report.records import Filter, apply_filters, load_records
 from harness.report.severity import severity_tables, table_records
 from harness.report.spread import spread_lines, write_spread
 from harness.report.tables import build_tables
+from harness.report.verdict import paired_verdicts
 from harness.report.writers import headline_markdown, write_tables
-from harness.verdict import paired_verdicts
 
 FORMATS = ("md", "tex", "csv")
 

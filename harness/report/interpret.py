@@ -1,6 +1,6 @@
 """What records mean together: which runs are seeds of one variant, split order, each metric's declared
 direction and the primary metric. Which network is evaluated and what role a split or method plays are fields
-of the records themselves (harness/roles.py fills them in for older records).
+of the records themselves (harness/core/roles.py fills them in for older records).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 are grouped into, what the ablation table is called and which row the robustness summary's mCE divides by.
 
 Nothing here names a task, dataset or method: those names live in the YAML. Which method is under study,
-which network is evaluated and which split is clean or occluded come from the records (harness/roles.py).
+which network is evaluated and which split is clean or occluded come from the records (harness/core/roles.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from harness.config import CONFIG_ROOT
-from harness.errors import ConfigError
+from harness.core.config import CONFIG_ROOT
+from harness.core.errors import ConfigError
 from harness.report.records import _MISSING, _lookup, _text
 
 DEFAULT_POLICY = CONFIG_ROOT / "report.yaml"

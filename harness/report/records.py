@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError, DataError
-from harness.roles import complete_records
+from harness.core.errors import ConfigError, DataError
+from harness.core.roles import complete_records
 
 FILTER_FIELDS = (
     "run_id",
@@ -41,7 +41,7 @@ class Filter:
 def load_records(results_dir: Path) -> list[dict[str, Any]]:
     """Every record under `results_dir/runs/`, sorted by file name; each gains `_file` (its file name).
 
-    Records predating `evaluated`, `split_role` and `method_role` get them (harness/roles.py), from all
+    Records predating `evaluated`, `split_role` and `method_role` get them (harness/core/roles.py), from all
     records before any filter, so a filter `split=clean_val` cannot promote GNet to the evaluated network.
 
     Raises:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.verdict import Verdict
+from harness.report.verdict import Verdict
 
 HEADER = (
     "| what | split | metric | mean | sd between draws | sd within a draw | draws | seeds per draw |\n"

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.cache import scratch_dir
+from harness.core.cache import scratch_dir
 
 
 def ensure_coco_split(

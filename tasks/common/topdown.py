@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from harness.errors import DataError
-from harness.io import read_image
-from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
+from harness.core.errors import DataError
+from harness.core.io import read_image
+from harness.core.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
 from tasks.common import heatmap
 
 cv2.setNumThreads(0)  # DataLoader workers provide the parallelism

@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.backbones import FAMILIES, Backbone
-from harness.errors import ConfigError
-from harness.registry import BACKBONES
-from harness.weight_files import load_backbone_weights
-from harness.weights import NoWeights, declare_imagenet, timm_weights
+from harness.core.errors import ConfigError
+from harness.core.registry import BACKBONES
+from harness.models.backbones import FAMILIES, Backbone
+from harness.models.weight_files import load_backbone_weights
+from harness.models.weights import NoWeights, declare_imagenet, timm_weights
 
 FAN_IMAGENET = NoWeights(
     "face_alignment publishes no ImageNet weights for FAN: its 2DFAN-4 file is a finished 68-landmark model "

@@ -25,9 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from harness.cache import build_once, content_key, file_digest
-from harness.errors import DataError
-from harness.io import atomic_write_json
+from harness.core.cache import build_once, content_key, file_digest
+from harness.core.errors import DataError
+from harness.core.io import atomic_write_json
 
 COFW_POINTS = 29
 SPLIT_FIELDS = {"train": ("IsTr", "bboxesTr", "phisTr"), "test": ("IsT", "bboxesT", "phisT")}

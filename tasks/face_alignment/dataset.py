@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import DataError
+from harness.core.errors import DataError
 from tasks.common.heatmap import PADDING
 from tasks.common.topdown import Augmentation, Instance, TopDownDataset, TwinSource  # noqa: F401 (re-export)
 from tasks.face_alignment.landmarks import Layout

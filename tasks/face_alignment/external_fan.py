@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from harness.errors import CheckpointError, ConfigError
-from harness.external import ExternalModel, ModelSpec, Progress
-from harness.io import safe_torch_load
-from harness.run_files import state_mismatch
+from harness.core.errors import CheckpointError, ConfigError
+from harness.core.external import ExternalModel, ModelSpec, Progress
+from harness.core.io import safe_torch_load
+from harness.core.run_files import state_mismatch
 from tasks.face_alignment.landmarks import Layout
 
 FAN_LAYOUT = "300w"  # iBUG's 68 points

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from harness.cache import build_once, content_key
-from harness.io import atomic_write_json, read_image
-from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
+from harness.core.cache import build_once, content_key
+from harness.core.io import atomic_write_json, read_image
+from harness.core.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
 from tasks.face_alignment.dataset import face_records
 from tasks.face_alignment.landmarks import Layout
 from tasks.face_alignment.published import annotation_digest, read_annotations

@@ -1,4 +1,5 @@
-"""Face occluders: hands, everyday objects, sunglasses and face masks, as a `harness.occlusion.PatchLibrary`.
+"""Face occluders: hands, everyday objects, sunglasses and face masks, as a
+`harness.core.occlusion.PatchLibrary`.
 
 Why these: they are what covers real faces (COFW's and WFLW's occlusion subsets are mostly hands, food,
 cups, phones, microphones, sunglasses, and since 2020 surgical masks). Hands, objects and sunglasses are
@@ -22,9 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from harness.errors import DataError
-from harness.io import read_image
-from harness.occlusion import Patch, PatchLibrary
+from harness.core.errors import DataError
+from harness.core.io import read_image
+from harness.core.occlusion import Patch, PatchLibrary
 
 GENERATOR_VERSION = 1
 PART_SHARES = {"hand": 0.35, "object": 0.25, "sunglasses": 0.2, "mask": 0.2}

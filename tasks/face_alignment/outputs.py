@@ -16,9 +16,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from harness.errors import ConfigError
-from harness.io import atomic_write_text, read_image
-from harness.occlusion import OcclusionSettings
+from harness.core.errors import ConfigError
+from harness.core.io import atomic_write_text, read_image
+from harness.core.occlusion import OcclusionSettings
 from tasks.common.topdown import TopDownDataset
 from tasks.face_alignment.dataset import FaceLandmarks, FaceRecord
 from tasks.face_alignment.landmarks import Layout

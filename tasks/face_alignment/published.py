@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cache import file_digest
-from harness.errors import DataError
+from harness.core.cache import file_digest
+from harness.core.errors import DataError
 
 WFLW_POINTS = 98
 # WFLW's attribute columns, named as the harness's WFLW subset splits are (`wflw_<name>`).

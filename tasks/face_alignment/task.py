@@ -11,12 +11,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from harness.cache import images_digest
-from harness.errors import ConfigError, DataError
-from harness.external import ExternalModel, ModelSpec
-from harness.occlusion import PatchLibrary
-from harness.registry import TASKS
-from harness.task import Metric, OcclusionPlan, Task
+from harness.core.cache import images_digest
+from harness.core.errors import ConfigError, DataError
+from harness.core.external import ExternalModel, ModelSpec
+from harness.core.occlusion import PatchLibrary
+from harness.core.registry import TASKS
+from harness.core.task import Metric, OcclusionPlan, Task
 from tasks.common.heatmap import Decoder
 from tasks.common.heatmap_model import HeatmapHead, joints_mse, keypoint_rows, predict_keypoints, showcase
 from tasks.face_alignment import backbones  # noqa: F401  (registers hrnetv2_* and fan*)

@@ -28,8 +28,8 @@ import torch
 from insightface.utils.face_align import arcface_dst, estimate_norm
 from torch.utils.data import Dataset
 
-from harness.errors import DataError
-from harness.io import read_image
+from harness.core.errors import DataError
+from harness.core.io import read_image
 
 ALIGNED_SIZE = 112
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

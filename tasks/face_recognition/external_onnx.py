@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from harness.errors import CheckpointError, ConfigError
-from harness.external import ExternalModel, ModelSpec, Progress
+from harness.core.errors import CheckpointError, ConfigError
+from harness.core.external import ExternalModel, ModelSpec, Progress
 from tasks.face_recognition.data import ALIGNED_SIZE
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import DataError
+from harness.core.errors import DataError
 from tasks.face_recognition.data import FaceImage, VerificationSet
 from tasks.face_recognition.verification import normalise
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from harness.cache import build_once, content_key
-from harness.errors import DataError
-from harness.io import atomic_write_json
-from harness.occlusion import OcclusionSettings
+from harness.core.cache import build_once, content_key
+from harness.core.errors import DataError
+from harness.core.io import atomic_write_json
+from harness.core.occlusion import OcclusionSettings
 from tasks.face_recognition.data import align
 
 KINDS = ("mask", "sunglasses", "hand")

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import ConfigError
-from harness.io import atomic_write_text
-from harness.occlusion import OcclusionSettings
+from harness.core.errors import ConfigError
+from harness.core.io import atomic_write_text
+from harness.core.occlusion import OcclusionSettings
 
 SEVERITY_KINDS: dict[int, tuple[str, ...]] = {
     0: (),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import DataError
+from harness.core.errors import DataError
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import DataError
+from harness.core.errors import DataError
 from tasks.face_recognition.data import FaceImage
 from tasks.face_recognition.recordio import RecordFile, read_property, unpack
 

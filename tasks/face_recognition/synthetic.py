@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from harness.cache import build_once
+from harness.core.cache import build_once
 
 CANVAS = 128
 JPEG_QUALITY = 95

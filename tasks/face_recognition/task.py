@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from torch import nn
 
-from harness.errors import ConfigError, DataError
-from harness.external import ExternalModel, ModelSpec
-from harness.registry import TASKS
-from harness.task import Metric, OcclusionPlan, Task
+from harness.core.errors import ConfigError, DataError
+from harness.core.external import ExternalModel, ModelSpec
+from harness.core.registry import TASKS
+from harness.core.task import Metric, OcclusionPlan, Task
 from tasks.face_recognition.data import (
     ALIGNED_SIZE,
     FaceImage,

@@ -34,11 +34,11 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.cache import file_digest
-from harness.errors import DataError
-from harness.io import atomic_write, atomic_write_json, read_image
-from harness.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
-from harness.registry import BENCHMARKS
+from harness.core.cache import file_digest
+from harness.core.errors import DataError
+from harness.core.io import atomic_write, atomic_write_json, read_image
+from harness.core.occlusion import OcclusionSettings, PatchLibrary, occluded_twin
+from harness.core.registry import BENCHMARKS
 from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_LAYOUT, MPII_LAYOUT
 from tasks.pose.patches import cut_body_part_patches
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
-from harness.errors import DataError
+from harness.core.errors import DataError
 from tasks.common.topdown import Augmentation, Instance, TopDownDataset, TwinSource  # noqa: F401 (re-export)
 from tasks.pose.keypoints import COCO_LAYOUT, KeypointSpec
 

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from harness.errors import CheckpointError, ConfigError
-from harness.external import ExternalModel, ModelSpec, Progress
-from harness.io import safe_torch_load
-from harness.mmpose_imports import INSTALL_HINT, extra_status, import_mmpose_models, quiet_mmengine
-from harness.run_files import state_mismatch
+from harness.core.errors import CheckpointError, ConfigError
+from harness.core.external import ExternalModel, ModelSpec, Progress
+from harness.core.io import safe_torch_load
+from harness.core.run_files import state_mismatch
+from harness.models.mmpose_imports import INSTALL_HINT, extra_status, import_mmpose_models, quiet_mmengine
 from tasks.common.heatmap_model import keypoint_rows
 from tasks.pose.keypoints import KeypointSpec
 

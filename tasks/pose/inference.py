@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from harness.io import read_image
+from harness.core.io import read_image
 from tasks.pose.dataset import PersonRecord, TopDownKeypoints
 from tasks.pose.keypoints import KeypointSpec
 

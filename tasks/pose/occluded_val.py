@@ -13,8 +13,8 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from harness.cache import build_once, content_key, file_digest
-from harness.occlusion import OcclusionSettings, PatchLibrary
+from harness.core.cache import build_once, content_key, file_digest
+from harness.core.occlusion import OcclusionSettings, PatchLibrary
 
 
 def build_occluded_split(

@@ -1,5 +1,6 @@
 """Body-part patches cut out of COCO person masks: the occluders of pose's occluded twins (D-Slope's "other
-people are the commonest occluders"). The library and the pasting are the engine's (harness/occlusion.py).
+people are the commonest occluders"). The library and the pasting are the engine's
+(harness/core/occlusion.py).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from harness.errors import ConfigError, DataError
-from harness.io import read_image as read_image_file
-from harness.occlusion import Patch, PatchLibrary
+from harness.core.errors import ConfigError, DataError
+from harness.core.io import read_image as read_image_file
+from harness.core.occlusion import Patch, PatchLibrary
 
 # Limb geometry, relative to the limb length L and the person's longer box side S.
 _LIMB_WIDTH = 0.6  # rectangle width = 0.6 * L ...

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import DataError
+from harness.core.errors import DataError
 
 SC_BIAS = 0.6
 # Joint groups of the MPII table (indices into the 16 MPII joints), left and right averaged.

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.io import atomic_write_text
+from harness.core.io import atomic_write_text
 from tasks.pose.dataset import CocoKeypoints, MpiiKeypoints, TopDownKeypoints
 
 COCO_RESULT_FIELDS = ("image_id", "category_id", "keypoints", "score")

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from harness.task import Metric
+from harness.core.task import Metric
 from tasks.common.heatmap import Decoder
 from tasks.pose.keypoints import COCO_LAYOUT, CROWDPOSE_LAYOUT, MPII_LAYOUT, KeypointSpec
 from tasks.pose.pckh import JOINT_GROUPS

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.cache import file_digest, images_digest
-from harness.errors import ConfigError, DataError
-from harness.external import ExternalModel, ModelSpec
-from harness.occlusion import PatchLibrary
-from harness.registry import TASKS
-from harness.task import OcclusionPlan, Task
+from harness.core.cache import file_digest, images_digest
+from harness.core.errors import ConfigError, DataError
+from harness.core.external import ExternalModel, ModelSpec
+from harness.core.occlusion import PatchLibrary
+from harness.core.registry import TASKS
+from harness.core.task import OcclusionPlan, Task
 from tasks.common.heatmap_model import HeatmapHead, joints_mse, keypoint_rows, predict_keypoints, showcase
 from tasks.pose.benchmark import SEVERITY_LEVELS, severity_settings
 from tasks.pose.dataset import (

@@ -7,10 +7,10 @@ from torch import nn
 from baselines.clean import Clean
 from baselines.distill import Distill, DistillSettings
 from baselines.occ_aug import OcclusionAugmented
-from harness.errors import CheckpointError, ConfigError
-from harness.io import atomic_torch_save
+from harness.core.errors import CheckpointError, ConfigError
+from harness.core.io import atomic_torch_save
 from harness.methods.dslope import DSlope, DSlopeSettings
-from harness.model import TaskModel
+from harness.models.task_model import TaskModel
 
 
 class TinyBackbone(nn.Module):

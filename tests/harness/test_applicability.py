@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness.config import CONFIG_ROOT, load_config
-from harness.errors import ConfigError
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.errors import ConfigError
 
 FACES = ["task=face_recognition", "model.backbone=resnet18"]
 

@@ -4,9 +4,9 @@ import json
 import threading
 from dataclasses import replace
 
-from harness.config import CONFIG_ROOT, load_config
-from harness.results import ResultRecord, write_record
-from harness.run_setup import claim_run_dir
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.results import ResultRecord, write_record
+from harness.run.setup import claim_run_dir
 
 
 def test_a_reader_never_sees_a_partial_record(tmp_path):
@@ -40,11 +40,11 @@ def test_a_reader_never_sees_a_partial_record(tmp_path):
 
 
 def test_runs_started_in_the_same_second_get_their_own_run_dir(tmp_path, monkeypatch):
-    import harness.run_setup
+    import harness.run.setup
 
     cfg = load_config(CONFIG_ROOT / "pose/default.yaml", [f"output.work_dir={tmp_path}"])
     tokens = iter(["beef", "beef", "beef", "cafe"])  # the random suffix collides twice
-    monkeypatch.setattr(harness.run_setup.secrets, "token_hex", lambda n: next(tokens))
+    monkeypatch.setattr(harness.run.setup.secrets, "token_hex", lambda n: next(tokens))
     first, second = claim_run_dir(cfg), claim_run_dir(cfg)
     assert first != second and first.is_dir() and second.is_dir()
     assert first.name.endswith("_beef") and second.name.endswith("_cafe")

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from harness.backbones import create_backbone
-from harness.errors import CheckpointError, ConfigError
-from harness.model import TaskModel
+from harness.core.errors import CheckpointError, ConfigError
+from harness.models.backbones import create_backbone
+from harness.models.task_model import TaskModel
 from tests.dslope_steps import random_heatmap_batch, two_dslope_steps
 
 

@@ -13,10 +13,10 @@ pytest.importorskip(
     "mmpose", reason="the mmpose extra is not installed: `make setup-mmpose` (CI installs it)"
 )
 
-from harness.backbones import create_backbone  # noqa: E402
-from harness.backbones_mmpose import ARCHS  # noqa: E402
-from harness.errors import CheckpointError, ConfigError  # noqa: E402
-from harness.model import TaskModel  # noqa: E402
+from harness.core.errors import CheckpointError, ConfigError  # noqa: E402
+from harness.models.backbones import create_backbone  # noqa: E402
+from harness.models.mmpose_backbones import ARCHS  # noqa: E402
+from harness.models.task_model import TaskModel  # noqa: E402
 from tests.dslope_steps import random_heatmap_batch, two_dslope_steps  # noqa: E402
 
 # Parameters of the backbone alone, in millions, as the papers / model zoos publish them (one decimal).
@@ -116,12 +116,12 @@ def test_input_sides_must_be_divisible_by_32():
 
 
 def test_the_shim_leaves_no_stand_in_behind():
-    from harness.mmpose_imports import MMPoseStubError, import_mmpose_models
+    from harness.models.mmpose_imports import MMPoseStubError, import_mmpose_models
 
     import_mmpose_models()
     assert "mmdet" not in sys.modules or hasattr(sys.modules["mmdet"], "__file__")  # a real mmdet only
     from mmpose.models.heads.transformer_heads import edpose_head
 
-    if edpose_head.MultiScaleDeformableAttention.__module__ == "harness.mmpose_imports":
+    if edpose_head.MultiScaleDeformableAttention.__module__ == "harness.models.mmpose_imports":
         with pytest.raises(MMPoseStubError, match="needs mmcv's compiled ops"):
             edpose_head.MultiScaleDeformableAttention(embed_dims=256)

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import CONFIG_ROOT, load_config
-from harness.run import run_experiment
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.run.experiment import run_experiment
 from tasks.pose.synthetic import ensure_synthetic_coco
 
 runner = CliRunner()

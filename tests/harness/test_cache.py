@@ -1,12 +1,13 @@
-"""harness/cache.py: content-keyed folders built once (atomic, race-safe) and the digests records carry."""
+"""harness/core/cache.py: content-keyed folders built once (atomic, race-safe) and the digests records
+carry."""
 
 import hashlib
 import json
 
 import pytest
 
-from harness.cache import build_once, content_key, file_digest, images_digest, scratch_dir
-from harness.errors import DataError
+from harness.core.cache import build_once, content_key, file_digest, images_digest, scratch_dir
+from harness.core.errors import DataError
 
 
 def test_content_key_ignores_key_order_and_matches_a_hand_computed_digest():

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import CONFIG_ROOT, load_config, load_tree
-from harness.errors import ConfigError
+from harness.core.config import CONFIG_ROOT, load_config, load_tree
+from harness.core.errors import ConfigError
 
 
 def write(path: Path, text: str) -> Path:

@@ -1,4 +1,4 @@
-"""Data-parallel runs on the CPU with the gloo backend and 2 processes (harness/distributed.py).
+"""Data-parallel runs on the CPU with the gloo backend and 2 processes (harness/core/distributed.py).
 
 One spawned pair of ranks does the in-process checks (tests/ddp_worker.py): an uninterrupted 2-rank run, the
 same run stopped by one rank and resumed, and the trainer alone on a tiny D-Slope without BatchNorm. A
@@ -19,10 +19,10 @@ import torch
 from ddp_worker import fit_tiny_dslope, spawn_ranks
 from tiny_pose import TINY_POSE
 
-from harness.config import load_config
-from harness.distributed import Context, check_world_size, gather_in_order, shard
-from harness.errors import ConfigError
-from harness.trainer import EpochSampler
+from harness.core.config import load_config
+from harness.core.distributed import Context, check_world_size, gather_in_order, shard
+from harness.core.errors import ConfigError
+from harness.train.trainer import EpochSampler
 
 HARNESS = Path(sys.executable).with_name("harness")
 # 12 persons in batches of 2 per rank: 3 steps per epoch on each rank's shard of 6, 2 epochs.
@@ -96,17 +96,17 @@ def test_two_rank_clean_run_writes_one_set_of_records_with_identical_weights_on_
 def test_sharded_evaluation_equals_single_process_evaluation(ranks):
     """The 2-rank run scored each split on two shards (BatchNorm statistics from rank 0); scoring its saved
     network in one process gives exactly the same metrics."""
-    from harness.evaluation import evaluate_split
-    from harness.registry import METHODS, TASKS
-    from harness.run import run_experiment  # noqa: F401  (registers everything)
-    from harness.run_setup import occlusion_plan
+    from harness.core.registry import METHODS, TASKS
+    from harness.evaluate.scoring import evaluate_split
+    from harness.models.factory import occlusion_plan
+    from harness.run.experiment import run_experiment  # noqa: F401  (registers everything)
 
     out, (r0, _) = ranks
     run_dir = Path(r0["a"]["run_dir"])
     cfg = load_config(run_dir / "config.yaml")
     task = TASKS.get(cfg.task)(TASKS.get(cfg.task).Settings(**cfg.data))
-    from harness.backbones import create_backbone
-    from harness.model import TaskModel
+    from harness.models.backbones import create_backbone
+    from harness.models.task_model import TaskModel
 
     def build():
         backbone = create_backbone(cfg.model.backbone, None, input_size=task.input_size)

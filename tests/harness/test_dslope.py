@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from baselines.clean import Clean
-from harness.imitation import feature_imitation, imitation_loss
 from harness.methods.dslope import DSlope, DSlopeSettings
+from harness.methods.imitation import feature_imitation, imitation_loss
 
 
 class TinyBackbone(nn.Module):
@@ -26,7 +26,7 @@ class TinyBackbone(nn.Module):
 
 
 def build():
-    from harness.model import TaskModel
+    from harness.models.task_model import TaskModel
 
     return TaskModel(TinyBackbone(), nn.Conv2d(4, 2, 1))
 
@@ -184,7 +184,7 @@ def test_feature_reduction_switch_reaches_the_step():
         def forward(self, x):
             return self.body(x)[0]
 
-    from harness.model import TaskModel
+    from harness.models.task_model import TaskModel
 
     def build2():
         return TaskModel(Backbone2(), nn.Conv2d(3, 2, 1))

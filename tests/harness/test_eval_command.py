@@ -16,10 +16,10 @@ from tiny_pose import TINY_POSE
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import CONFIG_ROOT, load_config
-from harness.portable import resolve_path
-from harness.run import run_experiment
-from harness.task import default_cache_dir
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.portable import resolve_path
+from harness.core.task import default_cache_dir
+from harness.run.experiment import run_experiment
 
 runner = CliRunner()
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"

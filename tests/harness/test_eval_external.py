@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import CONFIG_ROOT
-from harness.errors import DataError
-from harness.external import ExternalModel, ModelSpec
+from harness.core.config import CONFIG_ROOT
+from harness.core.errors import DataError
+from harness.core.external import ExternalModel, ModelSpec
 from tasks.pose.task import PoseTask
 
 runner = CliRunner()

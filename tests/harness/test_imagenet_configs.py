@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import CONFIG_ROOT, load_config
-from harness.weights import describe_start
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.models.weights import describe_start
 
 REAL_DATA = sorted(
     path
@@ -94,9 +94,9 @@ def test_a_run_from_imagenet_weights_records_their_source_file_and_digest(offlin
     import torch
     from safetensors.torch import save_file
 
-    from harness.cache import file_digest
-    from harness.config import load_config
-    from harness.run import run_experiment
+    from harness.core.cache import file_digest
+    from harness.core.config import load_config
+    from harness.run.experiment import run_experiment
 
     snapshot = offline_hub / "models--timm--hrnet_w18_small.ms_in1k" / "snapshots" / ("b" * 40)
     snapshot.mkdir(parents=True)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.callbacks import Callback
-from harness.config import CONFIG_ROOT, load_config
-from harness.errors import RunInterrupted
-from harness.run import run_experiment
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.errors import RunInterrupted
+from harness.run.experiment import run_experiment
+from harness.train.callbacks import Callback
 
 POSE = CONFIG_ROOT / "pose/default.yaml"
 HARNESS = Path(sys.executable).with_name("harness")

@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.method_order import default_methods, run_order
-from harness.registry import METHODS, Registry
+from harness.core.errors import ConfigError
+from harness.core.registry import METHODS, Registry
+from harness.run.method_order import default_methods, run_order
 
 
 def _method(role, prerequisite=None):

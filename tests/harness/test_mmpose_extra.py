@@ -8,11 +8,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from harness import mmpose_imports
-from harness.backbones import create_backbone
 from harness.cli import app
-from harness.errors import ConfigError
-from harness.registry import BACKBONES
+from harness.core.errors import ConfigError
+from harness.core.registry import BACKBONES
+from harness.models import mmpose_imports
+from harness.models.backbones import create_backbone
 
 NAMES = (
     "litehrnet_18",

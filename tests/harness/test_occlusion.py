@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from harness.errors import ConfigError, DataError
-from harness.occlusion import OcclusionSettings, Patch, PatchLibrary, occluded_twin
+from harness.core.errors import ConfigError, DataError
+from harness.core.occlusion import OcclusionSettings, Patch, PatchLibrary, occluded_twin
 from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_OCCLUSION_ANCHORS
 from tasks.pose.patches import cut_body_part_patches
 

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from harness.config import CONFIG_ROOT, load_config
-from harness.errors import ConfigError
-from harness.precision import Precision
-from harness.run import run_experiment
-from harness.trainer import Trainer
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.errors import ConfigError
+from harness.core.precision import Precision
+from harness.run.experiment import run_experiment
+from harness.train.trainer import Trainer
 from tests.harness.test_dslope import batch, build, sup_loss
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

@@ -10,13 +10,14 @@ import pytest
 import torch
 from rich.console import Console
 
-from harness.backbones import create_backbone
-from harness.config import CONFIG_ROOT, load_config
-from harness.errors import CheckpointError, ConfigError
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.errors import CheckpointError, ConfigError
+from harness.core.precision import Precision
 from harness.methods.dslope import DSlope
-from harness.model import TaskModel
-from harness.precision import Precision
-from harness.pretraining import PretrainSettings, embedded_backbone, load_embedded
+from harness.models.backbones import create_backbone
+from harness.models.pretrained import load_embedded
+from harness.models.task_model import TaskModel
+from harness.train.pretraining import PretrainSettings, embedded_backbone
 from tasks.pose.task import PoseSettings, PoseTask
 
 TINY = PretrainSettings(steps=2, images=6, batch_size=4, lr=1e-3, seed=7)
@@ -110,8 +111,8 @@ def test_real_data_has_no_embedded_pretraining_split(tmp_path):
 
 
 def _plan():
-    from harness.occlusion import OcclusionSettings
-    from harness.task import OcclusionPlan
+    from harness.core.occlusion import OcclusionSettings
+    from harness.core.task import OcclusionPlan
 
     return OcclusionPlan(train=None, val=OcclusionSettings(clean_fraction=0.0), max_patches=20)
 
@@ -130,7 +131,7 @@ def test_run_seed_does_not_change_the_benchmark_but_data_seed_does(tmp_path):
 def test_a_heavier_backbone_than_the_budget_was_sized_for_is_named(tmp_path):
     from io import StringIO
 
-    from harness.run_setup import warn_step_budget
+    from harness.run.setup import warn_step_budget
 
     out = StringIO()
     cfg = load_config(CONFIG_ROOT / "pose/default.yaml", ["model.backbone=hrnet_w18"])

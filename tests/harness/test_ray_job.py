@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from tiny_pose import TINY_POSE
 
-from harness.config import CONFIG_ROOT
-from harness.errors import ConfigError
+from harness.core.config import CONFIG_ROOT
+from harness.core.errors import ConfigError
 
 BIN = Path(sys.executable).parent
 
@@ -154,9 +154,9 @@ def test_ray_job_submit_runs_a_sweep_with_a_two_worker_trial_on_a_token_cluster(
 
 
 def test_each_trial_gets_its_workers_and_multi_worker_trials_reserve_only_their_driver(tmp_path):
-    from harness.config import load_config
-    from harness.ray_train import DRIVER_CPUS, trial_resources
-    from harness.sweep import expand, load_sweep, trial_workers
+    from harness.cluster.ray_train import DRIVER_CPUS, trial_resources
+    from harness.cluster.sweep import expand, load_sweep, trial_workers
+    from harness.core.config import load_config
 
     path = tmp_path / "sweep.yaml"
     path.write_text(
@@ -183,7 +183,7 @@ def test_each_trial_gets_its_workers_and_multi_worker_trials_reserve_only_their_
 def test_sweep_summary_has_one_line_per_trial_within_the_width():
     import pandas as pd
 
-    from harness.sweep import summary_table
+    from harness.cluster.sweep import summary_table
 
     frame = pd.DataFrame(
         [

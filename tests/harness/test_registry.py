@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import RegistryError
-from harness.registry import BACKBONES, METHODS, TASKS, Registry
+from harness.core.errors import RegistryError
+from harness.core.registry import BACKBONES, METHODS, TASKS, Registry
 
 HARNESS = Path(__file__).resolve().parents[2] / "harness"
 
@@ -51,7 +51,7 @@ def test_validating_a_config_imports_only_the_named_task():
 
     code = (
         "import sys\n"
-        "from harness.config import CONFIG_ROOT, load_config\n"
+        "from harness.core.config import CONFIG_ROOT, load_config\n"
         "load_config(CONFIG_ROOT / 'pose/default.yaml')\n"
         "tasks = [m for m in sys.modules if m.startswith('tasks.') and m.count('.') == 1]\n"
         "print(sorted(m for m in tasks if m != 'tasks.common'))\n"  # shared code, not a task

@@ -15,9 +15,9 @@ from tiny_pose import TINY_POSE
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.errors import ConfigError
-from harness.portable import portable, portable_path, resolve_path
-from harness.results import source_state
+from harness.core.errors import ConfigError
+from harness.core.portable import portable, portable_path, resolve_path
+from harness.core.results import source_state
 
 HARNESS = Path(sys.executable).with_name("harness")
 REPO = Path(__file__).resolve().parents[2]
@@ -132,8 +132,8 @@ def test_moved_results_and_work_dirs_still_report_eval_and_teach(tmp_path, tiny_
     )
     assert result.exit_code == 0, result.output
     # the moved student resumes training from its own folder, with the teacher found beside it
-    from harness.factory import build_method, build_task
-    from harness.trained_run import run_config
+    from harness.evaluate.trained_run import run_config
+    from harness.models.factory import build_method, build_task
 
     cfg = run_config(student, "test")
     method = build_method(cfg, build_task(cfg))
@@ -170,7 +170,7 @@ def test_exact_commit_dirty_flag_and_the_sweep_refusal(tmp_path, monkeypatch):
     study.write_text(study.read_text() + "# again\n")
     assert source_state(repo).diff_sha256 != dirty.diff_sha256  # the digest follows the difference
 
-    import harness.sweep as sweep
+    import harness.cluster.sweep as sweep
 
     monkeypatch.setattr(sweep, "source_state", lambda: source_state(repo))
     with pytest.raises(ConfigError, match=r"tracked files differ from commit .*--allow-dirty"):

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 from harness.report import Filter, apply_filters, generate_report, parse_filters, parse_formats
 
 runner = CliRunner()
@@ -383,7 +383,7 @@ def test_report_prints_tables_and_a_paired_verdict_computed_from_the_records(tmp
 
 
 def test_verdict_respects_lower_is_better_and_single_seeds():
-    from harness.verdict import paired_verdicts
+    from harness.report.verdict import paired_verdicts
 
     records = [
         _record(
@@ -409,7 +409,7 @@ def test_declared_primary_metric_wins_over_the_first_listed():
     """Records are written with sorted keys, so a face alignment record lists AUC@0.1 before NME; the record's
     `primary_metric` (its task's) decides what verdicts and figures use."""
     from harness.report import _declared_primary, _primary_metric
-    from harness.verdict import paired_verdicts
+    from harness.report.verdict import paired_verdicts
 
     metrics = {"AUC@0.1": 0.6, "FR@0.1": 0.1, "NME": 0.05}
     assert _primary_metric(metrics) == "AUC@0.1"  # a record predating the field: the first one
@@ -437,7 +437,7 @@ def test_declared_primary_metric_wins_over_the_first_listed():
 
 def test_verdicts_keep_dslope_variants_apart():
     """D-Slope runs with other imitation weights are another arm, each compared with the same baselines."""
-    from harness.verdict import paired_verdicts
+    from harness.report.verdict import paired_verdicts
 
     records = []
     for seed, (paper, light, clean) in enumerate(
@@ -508,7 +508,7 @@ def test_report_reads_roles_from_records_not_names(tmp_path):
 
 
 def test_old_records_get_their_roles_in_one_place():
-    from harness.roles import complete_records
+    from harness.core.roles import complete_records
 
     old = [
         _record("d", "dslope", "enet", "clean_val", {"AP": 0.5}),
@@ -549,7 +549,7 @@ def test_report_policy_file_decides_tables_and_a_bad_one_is_named(tmp_path):
 
 
 def test_verdict_without_a_declared_direction_does_not_say_better():
-    from harness.verdict import paired_verdicts
+    from harness.report.verdict import paired_verdicts
 
     records = [
         _record(f"{m}-s{s}", m, "net", "occluded_val", {"score": v}, s, higher_is_better={})
@@ -564,8 +564,8 @@ def test_verdict_without_a_declared_direction_does_not_say_better():
 
 def test_runs_pool_across_their_per_seed_prerequisite_pointer():
     """A distillation run's teacher dir differs per seed; it must not split the runs into n=1 rows."""
+    from harness.core.roles import complete_records
     from harness.report.interpret import _variant
-    from harness.roles import complete_records
 
     def record(seed, teacher, key="method_args.distill.teacher"):
         config = {"seed": seed, "method": "distill", "method_args": {"distill": {"teacher": teacher, "x": 1}}}

@@ -13,7 +13,7 @@ import pytest
 from harness.report import generate_report
 from harness.report.interpret import RANDOM_FACTORS, _cell, _is_evaluated, _variant
 from harness.report.spread import components
-from harness.verdict import paired_verdicts
+from harness.report.verdict import paired_verdicts
 
 # cell (seed, pretrain.seed) -> occluded AP
 DSLOPE = {(0, 1000): 0.50, (1, 1000): 0.52, (0, 1001): 0.60, (1, 1001): 0.64}

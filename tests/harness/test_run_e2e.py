@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-from harness.callbacks import Checkpoint
-from harness.config import CONFIG_ROOT, load_config
-from harness.errors import TrainingError
-from harness.portable import resolve_path
-from harness.results import load_results
-from harness.run import run_experiment
-from harness.task import default_cache_dir
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.errors import TrainingError
+from harness.core.portable import resolve_path
+from harness.core.results import load_results
+from harness.core.task import default_cache_dir
+from harness.run.experiment import run_experiment
+from harness.train.callbacks import Checkpoint
 
 POSE = CONFIG_ROOT / "pose/default.yaml"
 
@@ -28,7 +28,7 @@ def test_two_step_run_writes_valid_records(method, tiny_pose_overrides, tmp_path
     if method == "dslope":
         expected.add(("gnet", "clean_val"))
     assert {(r.network, r.split) for r in outcome.records} == expected
-    # Records say which network is evaluated and what role split and method play (harness/roles.py).
+    # Records say which network is evaluated and what role split and method play (harness/core/roles.py).
     roles = {(r.network, r.split): (r.evaluated, r.split_role, r.method_role) for r in outcome.records}
     net, role = ("enet", "method") if method == "dslope" else ("net", "reference")
     assert roles[net, "clean_val"] == (True, "clean", role)
@@ -180,6 +180,6 @@ def test_distill_reuses_a_finished_clean_run_of_the_same_config(tiny_pose_overri
     other_seed = load_config(
         CONFIG_ROOT / "pose/default.yaml", [*tiny_pose_overrides, "method=distill", "seed=1"]
     )
-    from harness.run import finished_run
+    from harness.run.experiment import finished_run
 
     assert finished_run(other_seed.model_copy(update={"method": "clean"})) is None  # another seed: no match

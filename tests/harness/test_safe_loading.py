@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import CheckpointError, DataError
-from harness.io import safe_torch_load
-from harness.occlusion import PatchLibrary
-from harness.weight_files import load_backbone_weights
+from harness.core.errors import CheckpointError, DataError
+from harness.core.io import safe_torch_load
+from harness.core.occlusion import PatchLibrary
+from harness.models.weight_files import load_backbone_weights
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = [p for folder in ("harness", "tasks", "baselines") for p in (REPO / folder).rglob("*.py")]

@@ -1,7 +1,7 @@
 """`occlusion.val_severity` is a sweep axis: trials expand over the levels, each trial config is valid."""
 
-from harness.config import CONFIG_ROOT, load_config
-from harness.sweep import expand, load_sweep
+from harness.cluster.sweep import expand, load_sweep
+from harness.core.config import CONFIG_ROOT, load_config
 
 
 def test_severity_sweep_expands_over_the_levels():

@@ -1,8 +1,8 @@
 """Sweeps on a local Ray instance: expansion, 4 tiny trials, a retried flaky trial, a failed one."""
 
 import json
-import shutil
 import os
+import shutil
 import sys
 import time
 
@@ -10,15 +10,15 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import CONFIG_ROOT
-from harness.sweep import expand, load_sweep, run_sweep
+from harness.cluster.sweep import expand, load_sweep, run_sweep
+from harness.core.config import CONFIG_ROOT
 
 PLUGIN = '''
 import os
 from pathlib import Path
 
 from baselines.clean import Clean
-from harness.registry import METHODS
+from harness.core.registry import METHODS
 
 
 @METHODS.register("flaky")
@@ -87,9 +87,9 @@ def local_ray(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_PLUGINS", "sweep_plugin")
     monkeypatch.setenv("FLAKY_MARKER", str(tmp_path / "flaky_marker"))
     monkeypatch.syspath_prepend(str(tmp_path))
-    import harness.registry
+    import harness.core.registry
 
-    if "flaky" not in harness.registry.METHODS:
+    if "flaky" not in harness.core.registry.METHODS:
         __import__("sweep_plugin")
     ray_tmp = f"/tmp/ray{os.getpid()}"
     ray.init(
@@ -142,7 +142,7 @@ def test_four_trial_sweep_with_retry_and_failure(
 
 
 def test_paper_grid_covers_c_coco_c_mpii_ochuman_and_every_trial_validates():
-    from harness.config import load_config
+    from harness.core.config import load_config
 
     spec, base = load_sweep(CONFIG_ROOT / "sweeps" / "paper_pose.yaml")
     trials = expand(spec)
@@ -163,7 +163,7 @@ def test_paper_grid_covers_c_coco_c_mpii_ochuman_and_every_trial_validates():
 
 
 def test_arms_cross_the_grid_one_factor_each():
-    from harness.sweep import SweepSpec, expand
+    from harness.cluster.sweep import SweepSpec, expand
 
     spec = SweepSpec(
         base="x.yaml",
@@ -180,7 +180,7 @@ def test_arms_cross_the_grid_one_factor_each():
 
 
 def test_set_applies_to_every_trial_after_the_yaml_set(tmp_path, tiny_pose_overrides):
-    from harness.config import load_config
+    from harness.core.config import load_config
 
     path = write_sweep(tmp_path, tiny_pose_overrides, ["clean", "dslope"], seeds=(0, 1))
     outcome = run_sweep(path, overrides=["train.max_steps=7", "optim.lr=0.0005"], dry_run=True)
@@ -194,7 +194,7 @@ def test_set_applies_to_every_trial_after_the_yaml_set(tmp_path, tiny_pose_overr
     assert result.exit_code == 0, result.output
     assert "4 trials (dry run" in result.output
     # The trials the driver would start, exactly: YAML set, then --set, then the grid.
-    from harness.sweep import with_cli_overrides
+    from harness.cluster.sweep import with_cli_overrides
 
     trials = with_cli_overrides(base, expand(spec), len(spec.set), ["train.max_steps=7"])
     assert all(t[len(spec.set)] == "train.max_steps=7" for t in trials)
@@ -217,13 +217,13 @@ def test_set_of_a_key_the_grid_varies_is_one_line_exit_2(tmp_path, tiny_pose_ove
 
 
 def test_set_into_a_mapping_axis_only_when_the_axis_leaves_that_key_alone():
-    from harness.sweep import SweepSpec, with_cli_overrides
+    from harness.cluster.sweep import SweepSpec, with_cli_overrides
 
     base = CONFIG_ROOT / "pose" / "default.yaml"
     spec = SweepSpec(base="x", grid={"data": [{"dataset": "coco", "root": "/a"}, {"dataset": "mpii"}]})
     trials = with_cli_overrides(base, expand(spec), 0, ["data.max_val_persons=3"])
     assert [t[0] for t in trials] == ["data.max_val_persons=3"] * 2
-    from harness.errors import ConfigError
+    from harness.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="trial 0"):
         with_cli_overrides(base, expand(spec), 0, ["data.root=/b"])
@@ -278,12 +278,12 @@ def test_under_a_ray_job_nothing_lands_in_its_temporary_working_dir(
 
 
 def test_resume_with_other_set_values_is_refused_before_ray_starts(tmp_path, tiny_pose_overrides):
-    from harness.errors import ConfigError
-    from harness.sweep import TRIALS_FILE
+    from harness.cluster.sweep import TRIALS_FILE
+    from harness.core.errors import ConfigError
 
     path = write_sweep(tmp_path, tiny_pose_overrides, ["clean"])
     started = run_sweep(path, overrides=["train.max_steps=3"], dry_run=True)
-    from harness.sweep import _write_trials, absolute_outputs, with_cli_overrides
+    from harness.cluster.sweep import _write_trials, absolute_outputs, with_cli_overrides
 
     spec, base = load_sweep(path)
     trials = [absolute_outputs(t, __import__("pathlib").Path.cwd()) for t in

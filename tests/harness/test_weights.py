@@ -14,11 +14,11 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from harness.backbones import create_backbone
-from harness.cache import file_digest
-from harness.errors import CheckpointError, ConfigError
-from harness.registry import BACKBONES
-from harness.weights import HubWeights, NoWeights, UrlWeights, imagenet_weights, starting_weights
+from harness.core.cache import file_digest
+from harness.core.errors import CheckpointError, ConfigError
+from harness.core.registry import BACKBONES
+from harness.models.backbones import create_backbone
+from harness.models.weights import HubWeights, NoWeights, UrlWeights, imagenet_weights, starting_weights
 
 REVISION = "a" * 40  # a commit hash: what refs/main names in a hub cache
 
@@ -99,7 +99,7 @@ def test_mmpose_backbones_resolve_to_their_reference_configs_init_cfg():
     pytest.importorskip("mmpose")
     import mmpose
 
-    from harness.backbones_mmpose import ARCHS
+    from harness.models.mmpose_backbones import ARCHS
 
     configs = Path(mmpose.__file__).parent / ".mim" / "configs" / "body_2d_keypoint"
     for name, arch in ARCHS.items():
@@ -260,7 +260,7 @@ def test_a_truncated_cached_file_is_refused(hub):
 
 
 def test_from_scratch_and_null_are_recorded_as_such():
-    from harness.run_setup import pretrained_provenance
+    from harness.run.setup import pretrained_provenance
 
     assert starting_weights(None, "hrnet_w32") is None
     assert starting_weights("from_scratch", "hrnet_w32") is None

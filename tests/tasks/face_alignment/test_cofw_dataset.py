@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import DataError
-from harness.occlusion import OcclusionSettings
-from harness.task import OcclusionPlan
+from harness.core.errors import DataError
+from harness.core.occlusion import OcclusionSettings
+from harness.core.task import OcclusionPlan
 from tasks.common import heatmap
 from tasks.common.heatmap import flip_order
 from tasks.face_alignment.dataset import Augmentation, FaceLandmarks, face_records, read_json

@@ -13,12 +13,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from harness.cache import file_digest
 from harness.cli import app
-from harness.errors import DataError
-from harness.io import read_image
-from harness.occlusion import OcclusionSettings
-from harness.task import OcclusionPlan
+from harness.core.cache import file_digest
+from harness.core.errors import DataError
+from harness.core.io import read_image
+from harness.core.occlusion import OcclusionSettings
+from harness.core.task import OcclusionPlan
 from tasks.face_alignment.cofw_mat import SPLIT_FIELDS, extract_cofw_mat
 from tasks.face_alignment.dataset import FaceLandmarks
 from tasks.face_alignment.landmarks import COFW

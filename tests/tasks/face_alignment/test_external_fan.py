@@ -18,10 +18,9 @@ from face_alignment.models import FAN
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import CONFIG_ROOT, load_config
-from harness.external import ModelSpec
-from harness.factory import build_task
-from harness.run_setup import occlusion_plan
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.external import ModelSpec
+from harness.models.factory import build_task, occlusion_plan
 
 runner = CliRunner()
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "cofw"

@@ -7,8 +7,9 @@ import numpy as np
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import CONFIG_ROOT, load_config
-from harness.run import occlusion_plan, run_experiment
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.models.factory import occlusion_plan
+from harness.run.experiment import run_experiment
 from tasks.face_alignment.task import FaceAlignmentSettings, FaceAlignmentTask
 
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures"

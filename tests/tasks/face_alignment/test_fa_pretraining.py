@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
-from harness.occlusion import OcclusionSettings
-from harness.task import OcclusionPlan
+from harness.core.occlusion import OcclusionSettings
+from harness.core.task import OcclusionPlan
 from tasks.face_alignment.task import FaceAlignmentSettings, FaceAlignmentTask
 
 

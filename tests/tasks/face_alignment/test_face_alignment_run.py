@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import CONFIG_ROOT, load_config
+from harness.core.config import CONFIG_ROOT, load_config
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURES = Path(os.environ.get("HARNESS_FIXTURES", REPO.parent / "shared" / "fixtures"))

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.occlusion import OcclusionSettings, Patch, PatchLibrary, occluded_twin
+from harness.core.occlusion import OcclusionSettings, Patch, PatchLibrary, occluded_twin
 from tasks.common import heatmap
 from tasks.common.heatmap import flip_order
 from tasks.face_alignment.dataset import Augmentation, FaceLandmarks, TwinSource

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from harness.backbones import create_backbone
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 from harness.methods.dslope import DSlope
-from harness.model import TaskModel
+from harness.models.backbones import create_backbone
+from harness.models.task_model import TaskModel
 from tasks.face_alignment.task import FaceAlignmentSettings, FaceAlignmentTask
 from tests.dslope_steps import random_heatmap_batch, two_dslope_steps
 

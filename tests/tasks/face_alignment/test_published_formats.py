@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import DataError
-from harness.occlusion import OcclusionSettings
-from harness.task import OcclusionPlan
+from harness.core.errors import DataError
+from harness.core.occlusion import OcclusionSettings
+from harness.core.task import OcclusionPlan
 from tasks.face_alignment.dataset import FaceLandmarks
 from tasks.face_alignment.landmarks import W300, WFLW
 from tasks.face_alignment.task import FaceAlignmentSettings, FaceAlignmentTask

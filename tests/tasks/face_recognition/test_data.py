@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from insightface.utils.face_align import arcface_dst
 
-from harness.errors import DataError
+from harness.core.errors import DataError
 from tasks.face_recognition.data import (
     align,
     pairs_over_folder,

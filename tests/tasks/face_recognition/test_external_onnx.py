@@ -17,10 +17,9 @@ from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import CONFIG_ROOT, load_config
-from harness.external import ModelSpec
-from harness.factory import build_task
-from harness.run_setup import occlusion_plan
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.external import ModelSpec
+from harness.models.factory import build_task, occlusion_plan
 from tasks.face_recognition.verification import pair_scores, verification_metrics
 
 runner = CliRunner()

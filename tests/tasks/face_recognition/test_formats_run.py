@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import load_config
-from harness.errors import DataError
-from harness.run import occlusion_plan, run_experiment
+from harness.core.config import load_config
+from harness.core.errors import DataError
+from harness.models.factory import occlusion_plan
+from harness.run.experiment import run_experiment
 from tasks.face_recognition.data import write_bin
 from tasks.face_recognition.recordio import IRHeader, RecordWriter, pack
 from tasks.face_recognition.task import FaceRecognitionSettings, FaceRecognitionTask

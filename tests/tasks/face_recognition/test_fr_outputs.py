@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import CONFIG_ROOT, load_config
-from harness.run import run_experiment
+from harness.core.config import CONFIG_ROOT, load_config
+from harness.run.experiment import run_experiment
 from tasks.face_recognition.verification import verification_metrics
 
 runner = CliRunner()

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.errors import DataError
+from harness.core.errors import DataError
 from tasks.face_recognition.ijb import read_ijb, roc_tar_at_far, template_features, template_scores, write_ijb
 from tasks.face_recognition.partial_fc import sample_centres, sample_count, sampled_cosine
 from tasks.face_recognition.task import FaceRecognitionSettings, FaceRecognitionTask

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.errors import DataError
+from harness.core.errors import DataError
 from tasks.face_recognition.data import FaceTrainSet
 from tasks.face_recognition.recordio import (
     MAGIC,

@@ -4,8 +4,8 @@ import hashlib
 
 import numpy as np
 
-from harness.occlusion import OcclusionSettings
-from harness.task import OcclusionPlan
+from harness.core.occlusion import OcclusionSettings
+from harness.core.task import OcclusionPlan
 from tasks.face_recognition.data import align, pairs_over_folder, read_identity_folder, read_pairs
 from tasks.face_recognition.occluders import FaceOccluder, mask_textures
 from tasks.face_recognition.synthetic import ensure_synthetic_faces

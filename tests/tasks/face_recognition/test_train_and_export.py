@@ -5,13 +5,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from harness.backbones import create_backbone
 from harness.cli import app
-from harness.config import load_config
+from harness.core.config import load_config
 from harness.methods.dslope import DSlope
-from harness.model import TaskModel
-from harness.run import run_experiment
-from harness.run_setup import occlusion_plan
+from harness.models.backbones import create_backbone
+from harness.models.factory import occlusion_plan
+from harness.models.task_model import TaskModel
+from harness.run.experiment import run_experiment
 from tasks.face_recognition.data import to_input
 from tasks.face_recognition.task import FaceRecognitionSettings, FaceRecognitionTask
 

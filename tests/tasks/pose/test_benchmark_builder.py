@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.errors import DataError
-from harness.io import read_image
+from harness.core.errors import DataError
+from harness.core.io import read_image
 from tasks.pose import benchmark
 from tasks.pose.benchmark import build_coco_split, severity_settings
 from tasks.pose.dataset import CocoKeypoints, MpiiKeypoints
@@ -165,8 +165,8 @@ def test_severity_levels_are_ordered():
 
 def test_a_runs_occluded_val_is_the_c_coco_build_of_the_same_seed(coco_root, coco_fixture, tmp_path):
     """Default occlusion settings + val_seed 0 give the images `benchmark build c-coco --seed 0` writes."""
-    from harness.config import CONFIG_ROOT, load_config
-    from harness.run_setup import occlusion_plan
+    from harness.core.config import CONFIG_ROOT, load_config
+    from harness.models.factory import occlusion_plan
     from tasks.pose.task import PoseSettings, PoseTask
 
     cfg = load_config(CONFIG_ROOT / "pose" / "c-coco_hrnet-w32_256x192.yaml")

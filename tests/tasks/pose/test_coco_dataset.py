@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import DataError
+from harness.core.errors import DataError
 from tasks.common import heatmap
 from tasks.pose.dataset import Augmentation, CocoKeypoints
 

@@ -20,11 +20,13 @@ pytest.importorskip(
 from typer.testing import CliRunner  # noqa: E402
 
 from harness.cli import app  # noqa: E402
-from harness.config import CONFIG_ROOT, load_config  # noqa: E402
-from harness.external import ModelSpec  # noqa: E402
-from harness.factory import build_task  # noqa: E402
-from harness.mmpose_imports import import_mmpose_apis, import_mmpose_models  # noqa: E402
-from harness.run_setup import occlusion_plan  # noqa: E402
+from harness.core.config import CONFIG_ROOT, load_config  # noqa: E402
+from harness.core.external import ModelSpec  # noqa: E402
+from harness.models.factory import (
+    build_task,  # noqa: E402
+    occlusion_plan,  # noqa: E402
+)
+from harness.models.mmpose_imports import import_mmpose_apis, import_mmpose_models  # noqa: E402
 from tasks.pose.external_mmpose import resolve_config  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.cuda.amp.autocast:FutureWarning")

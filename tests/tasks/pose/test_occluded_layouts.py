@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from published_formats import write_crowdpose_root  # noqa: I001  (tests/ is on sys.path through conftest.py)
 
-from harness.errors import ConfigError
-from harness.occlusion import OcclusionSettings
-from harness.task import OcclusionPlan
+from harness.core.errors import ConfigError
+from harness.core.occlusion import OcclusionSettings
+from harness.core.task import OcclusionPlan
 from tasks.pose.keypoints import COCO_LAYOUT, CROWDPOSE_LAYOUT, MPII_LAYOUT
 from tasks.pose.occluded_val import build_occluded_split
 from tasks.pose.task import PoseSettings, PoseTask

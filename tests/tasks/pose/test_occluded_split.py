@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import torch
 
-from harness.io import read_image
-from harness.occlusion import OcclusionSettings, occluded_twin
+from harness.core.io import read_image
+from harness.core.occlusion import OcclusionSettings, occluded_twin
 from tasks.common import heatmap
 from tasks.pose.dataset import Augmentation, CocoKeypoints, TwinSource
 from tasks.pose.keypoints import COCO_BODY_PARTS, COCO_OCCLUSION_ANCHORS

@@ -18,9 +18,9 @@ from published_formats import (  # noqa: I001  (tests/ is on sys.path through co
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from harness.errors import ConfigError, DataError
-from harness.occlusion import OcclusionSettings
-from harness.task import OcclusionPlan
+from harness.core.errors import ConfigError, DataError
+from harness.core.occlusion import OcclusionSettings
+from harness.core.task import OcclusionPlan
 from tasks.pose.dataset import CocoKeypoints, Detections, MpiiKeypoints
 from tasks.pose.evaluation import keypoint_similarity_split, oks_nms
 from tasks.pose.keypoints import COCO_OKS_SIGMAS, CROWDPOSE_LAYOUT, MPII_LAYOUT
@@ -427,8 +427,8 @@ def test_coco_v1_counts_as_occluded_and_splits_add_up(coco_fixture, tmp_path):
 
 def test_dslope_on_mpii_through_the_engine_records_pckh(mpii_root, coco_root, tmp_path):
     """Two D-Slope steps on the MPII fixture: records carry PCKh with its direction and the box source."""
-    from harness.config import CONFIG_ROOT, load_config
-    from harness.run import run_experiment
+    from harness.core.config import CONFIG_ROOT, load_config
+    from harness.run.experiment import run_experiment
 
     overrides = [
         "method=dslope",
@@ -455,8 +455,7 @@ def test_dslope_on_mpii_through_the_engine_records_pckh(mpii_root, coco_root, tm
     assert enet["clean_val"].higher_is_better["PCKh"] is True
     assert 0.0 <= enet["clean_val"].metrics["PCKh"] <= 100.0
     # The recorded PCKh_occluded is what its prediction file and the occluded json give (a number).
-    from harness.factory import build_task
-    from harness.run_setup import occlusion_plan
+    from harness.models.factory import build_task, occlusion_plan
 
     occluded = enet["occluded_val"]
     predicted = json.loads((outcome.run_dir / "predictions" / "enet__occluded_val.json").read_text())

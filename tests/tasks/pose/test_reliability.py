@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.errors import DataError
-from harness.io import read_image
-from harness.occlusion import OcclusionSettings
-from harness.task import OcclusionPlan
+from harness.core.errors import DataError
+from harness.core.io import read_image
+from harness.core.occlusion import OcclusionSettings
+from harness.core.task import OcclusionPlan
 from tasks.pose.dataset import CocoKeypoints
 from tasks.pose.synthetic import ensure_synthetic_coco
 from tasks.pose.task import PoseSettings, PoseTask

@@ -1,0 +1,70 @@
+"""Task-agnostic evaluation: run `task.predict` over an eval split, then `task.evaluate`.
+
+With several ranks (harness/core/distributed.py) every rank predicts a disjoint shard of the split, the
+predictions are gathered back into dataset order, and the metric is computed once, on rank 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from rich.console import Console
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from harness.core import distributed
+from harness.core.batches import ignore_interrupts, to_device
+from harness.core.precision import Precision
+from harness.core.progress import make_progress
+from harness.core.task import Task
+
+
+@torch.no_grad()
+def evaluate_split(
+    task: Task,
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int = 0,
+    precision: Precision | None = None,
+    description: str = "eval",
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> tuple[dict[str, float], list[dict]]:
+    """Predict every sample of `dataset` with `model` (in eval mode) and score it.
+
+    Returns:
+        the task's metrics and the predictions they were computed from.
+
+    `show_progress=False` when called while another progress display is live (evaluation during training).
+    """
+    precision = precision or Precision.full(device)
+    ctx = distributed.current()
+    distributed.sync_buffers(model, ctx)  # every shard is scored by rank 0's network
+    part = Subset(dataset, distributed.shard(len(dataset), ctx)) if ctx.active else dataset
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(
+        part,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=ignore_interrupts,
+    )
+    predictions = []
+    progress = make_progress(console, disable=not (show_progress and ctx.is_main))
+    with progress:
+        job = progress.add_task(description, total=len(part), info="")
+        for batch in loader:
+            with precision.autocast():
+                predictions += task.predict(model, to_device(batch, device))
+            progress.advance(job, len(batch["image"]))
+    model.train(was_training)
+    if not ctx.active:
+        return task.evaluate(predictions, dataset), predictions
+    assert len(predictions) == len(part), "task.predict must return one prediction per sample"
+    predictions = distributed.gather_in_order(predictions, len(dataset), ctx)
+    metrics = distributed.from_main(lambda: task.evaluate(predictions, dataset), ctx)
+    return metrics, predictions
