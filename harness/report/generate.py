@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import ConfigError
+from harness.report.budget import budget_tables, figure_budget
 from harness.report.figures import write_figures
 from harness.report.interpret import RANDOM_FACTORS, _cell, _is_evaluated, _variant
 from harness.report.policy import load_policy
@@ -94,6 +95,8 @@ def generate_report(
     main = build_tables(table_records(records), tables_policy, summary.notes)
     # metric vs. occlusion severity with the robustness summary (harness/report/severity.py)
     tables = main + severity_tables(records, tables_policy, summary.notes)
+    budgets = budget_tables(table_records(records))  # metric vs. fine-tuning steps (report/budget.py)
+    tables += budgets
     summary.tables = write_tables(tables, summary.failed, out_dir / "tables", formats)
     summary.markdown = [headline_markdown(t) for t in tables]
     verdicts = paired_verdicts(table_records(records), _is_evaluated, _variant, _cell, RANDOM_FACTORS)
@@ -107,4 +110,5 @@ def generate_report(
         summary.tables.append(written)
     ok = [r for r in records if r.get("status") == "ok"]
     summary.figures = write_figures(main, ok, out_dir / "figures", summary.notes)
+    summary.figures += figure_budget(budgets, out_dir / "figures")
     return summary

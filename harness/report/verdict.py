@@ -12,6 +12,7 @@ computed from the numbers, whatever they are; it never assumes D-Slope wins.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from collections.abc import Callable
@@ -41,6 +42,7 @@ class Verdict:
     # The cell of each difference: (seed, then the value of each of `factors`), e.g. (3, 1001).
     cells: tuple[tuple, ...] = ()
     factors: tuple[str, ...] = ()  # random factors besides the seed (the report's RANDOM_FACTORS)
+    setting: str = ""  # the config keys that set this comparison apart from others of the same split, if any
 
     @property
     def mean(self) -> float:
@@ -88,8 +90,8 @@ class Verdict:
         scale = max(self.std, abs(self.mean) * 0.1, 1e-4)
         d = max(3, 1 - math.floor(math.log10(scale)))
         head = (
-            f"{self.task}/{self.dataset}/{self.backbone}: {self.candidate} − {self.baseline} on {self.split} "
-            f"{self.metric}: {self.mean:+.{d}f} ± {self.std:.{d}f} ({self._pairing()}"
+            f"{self.task}/{self.dataset}/{self.backbone}{self.setting}: {self.candidate} − {self.baseline} "
+            f"on {self.split} {self.metric}: {self.mean:+.{d}f} ± {self.std:.{d}f} ({self._pairing()}"
         )
         p = self.p_value
         if p is None:
@@ -163,6 +165,7 @@ def paired_verdicts(
         declared = (r.get("higher_is_better") or {}).get(metric)
         directions[key] = declared if isinstance(declared, bool) else None
     baselines = [m for role in _COMPARED_ROLES for m in sorted(m for m in roles if roles[m] == role)]
+    settings = _setting_labels(list(groups))
     verdicts = []
     for key, arms in sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))):
         candidates = {arm: seeds for arm, seeds in arms.items() if roles[arm[0]] == "method"}
@@ -190,9 +193,28 @@ def paired_verdicts(
                         directions[key],
                         tuple(shared),
                         factors,
+                        settings[key],
                     )
                 )
     return verdicts
+
+
+def _setting_labels(keys: list[tuple]) -> dict[tuple, str]:
+    """' [train.max_steps=600]' naming the config keys that set a group apart from the other groups of the
+    same (task, dataset, backbone, split, metric); '' when it is the only one."""
+    by_place: dict[tuple, list[tuple]] = {}
+    for key in keys:
+        by_place.setdefault(key[:5], []).append(key)
+    labels = {}
+    for group in by_place.values():
+        configs = {key: dict(ast.literal_eval(key[5])) for key in group}
+        names = sorted({k for c in configs.values() for k in c})
+        differing = [k for k in names if len({repr(c.get(k)) for c in configs.values()}) > 1]
+        for key, config in configs.items():
+            labels[key] = (
+                " [" + ", ".join(f"{k}={config.get(k)}" for k in differing) + "]" if differing else ""
+            )
+    return labels
 
 
 def _arm_labels(arms: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
