@@ -200,21 +200,16 @@ def paired_verdicts(
 
 
 def _setting_labels(keys: list[tuple]) -> dict[tuple, str]:
-    """' [train.max_steps=600]' naming the config keys that set a group apart from the other groups of the
-    same (task, dataset, backbone, split, metric); '' when it is the only one."""
-    by_place: dict[tuple, list[tuple]] = {}
-    for key in keys:
-        by_place.setdefault(key[:5], []).append(key)
-    labels = {}
-    for group in by_place.values():
-        configs = {key: dict(ast.literal_eval(key[5])) for key in group}
-        names = sorted({k for c in configs.values() for k in c})
-        differing = [k for k in names if len({repr(c.get(k)) for c in configs.values()}) > 1]
-        for key, config in configs.items():
-            labels[key] = (
-                " [" + ", ".join(f"{k}={config.get(k)}" for k in differing) + "]" if differing else ""
-            )
-    return labels
+    """' [max_steps=600]' naming the config keys that set a group apart from the other groups of the same
+    (task, dataset, backbone, split, metric), as the tables label their rows (the common setting reads plain,
+    derived keys are left to the key they follow from); '' when nothing sets it apart."""
+    from harness.report.tables import _variant_labels
+
+    variants = {key: json.dumps(dict(ast.literal_eval(key[5])), sort_keys=True, default=str) for key in keys}
+    labels = _variant_labels({(key[:5], variant) for key, variant in variants.items()})
+    return {
+        key: f" [{labels[key[:5], variants[key]]}]" if labels[key[:5], variants[key]] else "" for key in keys
+    }
 
 
 def _arm_labels(arms: list[tuple[str, str]]) -> dict[tuple[str, str], str]:

@@ -77,5 +77,5 @@ def test_report_writes_budget_table_figure_and_budget_labelled_verdicts(tmp_path
     assert (tmp_path / "figures" / "budget_pose_synthetic-coco_occluded.png").read_bytes()[:4] == b"\x89PNG"
     lines = {line.split(":")[0]: line for line in summary.verdicts}
     # 150 steps: differences -0.01, -0.01 (no spread: too few to judge); 600: +0.02, +0.04
-    assert "-0.0100 ± 0.0000" in lines["pose/synthetic-coco/hrnet_w18_small [train.max_steps=150]"]
-    assert "+0.030 ± 0.014" in lines["pose/synthetic-coco/hrnet_w18_small [train.max_steps=600]"]
+    assert "-0.0100 ± 0.0000" in lines["pose/synthetic-coco/hrnet_w18_small [max_steps=150]"]
+    assert "+0.030 ± 0.014" in lines["pose/synthetic-coco/hrnet_w18_small [max_steps=600]"]
