@@ -70,8 +70,8 @@ class Verdict:
 
     @property
     def factor_p_value(self) -> float | None:
-        """The t-test with each random-factor draw as the unit (its cells averaged first): the conservative
-        test when cells sharing a checkpoint are not independent; None with fewer than two draws."""
+        """The t-test with each random-factor draw as the unit (its cells averaged first), which does not
+        treat cells sharing a checkpoint as independent; None with fewer than two draws."""
         means = self.factor_means()
         if len(means) < 2 or float(np.std(means, ddof=1)) == 0.0:
             return None
