@@ -67,7 +67,7 @@ class ModelSpec:
         return f"{self.kind}:{target}"
 
 
-def portable_path(path: Path | None, root: Path | None = None) -> str | None:
+def file_label(path: Path | None, root: Path | None = None) -> str | None:
     """`path` relative to `root` (default: the working directory) when inside it, else its file name alone:
     what a record may say about a local file without naming this machine's folders."""
     if path is None:

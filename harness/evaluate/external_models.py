@@ -26,7 +26,7 @@ from rich.console import Console
 from harness.core.cache import file_digest
 from harness.core.config import RunConfig, default_config_path, load_config
 from harness.core.errors import ConfigError
-from harness.core.external import ExternalModel, ModelSpec, portable_path, unsupported
+from harness.core.external import ExternalModel, ModelSpec, file_label, unsupported
 from harness.core.io import atomic_write_text, ensure_writable
 from harness.core.progress import make_progress
 from harness.core.registry import TASKS
@@ -80,7 +80,7 @@ def record_config(cfg: RunConfig, model: ExternalModel, weights_sha256: str) -> 
     tree["method"] = METHOD
     tree["model"] = {
         "backbone": model.spec.portable,
-        "weights": portable_path(model.weights_file()),
+        "weights": file_label(model.weights_file()),
         "weights_sha256": weights_sha256,
     }
     tree["train"] = {"eval_batch_size": cfg.train.eval_batch_size}
@@ -103,7 +103,7 @@ def portable_overrides(overrides: list[str]) -> list[str]:
         key, _, value = item.partition("=")
         if key.startswith("output."):
             continue
-        kept.append(f"{key}={portable_path(Path(value))}" if Path(value).is_absolute() else item)
+        kept.append(f"{key}={file_label(Path(value))}" if Path(value).is_absolute() else item)
     return kept
 
 
@@ -191,11 +191,11 @@ def evaluate_external(
     }  # fmt: skip
     evaluation = {
         "model": spec.portable,
-        "checkpoint": portable_path(model.weights_file()),
+        "checkpoint": file_label(model.weights_file()),
         "checkpoint_sha256": weights_sha256,
         "eval_id": eval_id,
         "eval_config_hash": cfg.hash(),
-        "config_file": portable_path(config_file),
+        "config_file": file_label(config_file),
         "overrides": portable_overrides(overrides),
         **model.describe(),
     }
