@@ -351,6 +351,8 @@ def run_sweep(
 
     cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources.cpus_per_trial
     gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources.gpus_per_trial
+    if resume:
+        _check_resumed_trials(tune_dir, trials)
     earlier: dict[int, str] = {}  # trials answered by records already in the results dir
     if resume and not tune.Tuner.can_restore(tune_dir):
         earlier = finished_trials(configs, results_dir)
@@ -360,8 +362,6 @@ def run_sweep(
                 f"{results_dir / 'runs'}"
             )
         resume = False  # a new Tune experiment for the trials without records
-    elif resume:
-        _check_resumed_trials(tune_dir, trials)
     todo = [t for i, t in enumerate(trials) if i not in earlier]
     if not todo:
         return SweepOutcome(_earlier_rows(earlier, trials, shared), results_dir / "runs", tune_dir)
