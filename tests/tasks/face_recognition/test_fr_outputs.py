@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.core.config import CONFIG_ROOT, load_config
+from harness.core.portable import resolve_path
 from harness.run.experiment import run_experiment
 from tasks.face_recognition.verification import verification_metrics
 
@@ -41,7 +42,8 @@ def test_pair_scores_and_masked_severity_ladder(tiny_faces, tmp_path):
         for r in (json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.eval-*"))
     }
     assert sorted(ladder) == [0, 2, 4] and {r["split"] for r in ladder.values()} == {"masked_val"}
-    level = {k: _scores(r["predictions"]["file"])[0] for k, r in ladder.items()}
+    roots = {"work": outcome.run_dir.parent}
+    level = {k: _scores(resolve_path(r["predictions"]["file"], roots))[0] for k, r in ladder.items()}
     # Level 0 leaves the second images clean: the clean pairs' scores (the crops went through a PNG).
     assert level[0] == pytest.approx(files["clean_val"], abs=1e-5)
     # Level 2 is the default masked split itself.

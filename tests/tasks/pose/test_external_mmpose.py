@@ -22,6 +22,8 @@ from typer.testing import CliRunner  # noqa: E402
 from harness.cli import app  # noqa: E402
 from harness.core.config import CONFIG_ROOT, load_config  # noqa: E402
 from harness.core.external import ModelSpec  # noqa: E402
+from harness.core.portable import resolve_path
+from harness.core.task import default_cache_dir
 from harness.models.factory import (
     build_task,  # noqa: E402
     occlusion_plan,  # noqa: E402
@@ -124,7 +126,10 @@ def test_eval_records_ap_equal_to_coco_metric_and_no_machine_path(pose_data, tmp
         assert ev["flip_test"] is True and ev["codec"] == "MSRAHeatmap" and ev["input_size"] == [192, 256]
         prediction_file = work / record["predictions"]["file"]
         key = "occluded_val_annotations" if record["split"] == "occluded_val" else None
-        annotations = Path(record["data"][key]) if key else _clean_annotations(task)
+        stored = record["data"][key] if key else None
+        annotations = (
+            resolve_path(stored, {"cache": default_cache_dir()}) if key else _clean_annotations(task)
+        )
         written = json.loads(prediction_file.read_text())
         assert record["metrics"]["AP"] == pytest.approx(_coco_metric_ap(written, annotations, model.meta))
         for text in (json.dumps(ev), json.dumps(record["config"]), record["predictions"]["file"]):

@@ -3,7 +3,6 @@ terminal, and the closing line does not call it a short embedded-data run."""
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from pycocotools.coco import COCO
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.core.portable import resolve_path
 from tasks.pose.evaluation import keypoint_similarity_split
 from tasks.pose.keypoints import COCO_LAYOUT
 
@@ -76,7 +76,7 @@ def test_real_format_run_is_quiet_and_not_called_embedded(coco_root, tmp_path):
     assert {r["dataset"] for r in records} == {"coco"} and all(
         np.isfinite(r["metrics"]["AP"]) for r in records
     )
-    assert all(Path(r["predictions"]["file"]).is_file() for r in records)
+    assert all(resolve_path(r["predictions"]["file"], {"work": tmp_path / "w"}).is_file() for r in records)
 
 
 def test_published_crowdpose_trains_and_evaluates(coco_root, tmp_path):
