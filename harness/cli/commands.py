@@ -194,7 +194,9 @@ def _run_verdicts(outcomes) -> list[str]:
 
 @app.command()
 def report(
-    results: Path = typer.Option(Path("results"), help="Results folder holding runs/*.json."),
+    results: list[Path] = typer.Option(
+        [Path("results")], help="Results folder holding runs/*.json (repeatable: one report of several)."
+    ),
     out: Path | None = typer.Option(None, help="Where tables/ and figures/ go (default: --results)."),
     format_: str = typer.Option("md,tex,csv", "--format", help="Table formats, comma separated: md,tex,csv."),
     filter_: list[str] = typer.Option(
@@ -209,15 +211,16 @@ def report(
         summary = generate_report(results, out, parse_formats(format_), parse_filters(filter_))
     except HarnessError as err:
         _fail(err, debug)
+    where = " and ".join(str(folder) for folder in results)
     if summary.records == 0:
-        typer.echo(f"no results in {results}")
+        typer.echo(f"no results in {where}")
         return
     if summary.selected == 0:
-        typer.echo(f"no results in {results} match {' and '.join(filter_)}")
+        typer.echo(f"no results in {where} match {' and '.join(filter_)}")
         return
     typer.echo(
         f"{summary.selected} of {summary.records} records ({len(summary.failed)} failed): "
-        f"{len(summary.tables)} table files, {len(summary.figures)} figure files under {out or results}"
+        f"{len(summary.tables)} table files, {len(summary.figures)} figure files under {out or results[0]}"
     )
     for note in summary.notes:
         typer.echo(f"  {note}")

@@ -36,7 +36,7 @@ from harness.report.figures import (
     figure_split_bars,
     write_figures,
 )
-from harness.report.generate import FORMATS, ReportSummary, generate_report, parse_formats
+from harness.report.generate import FORMATS, ReportSummary, generate_report, parse_formats, read_sources
 from harness.report.interpret import _declared_primary, _primary_metric
 from harness.report.policy import ReportPolicy, load_policy
 from harness.report.records import FILTER_FIELDS, Filter, apply_filters, load_records, parse_filters
@@ -63,6 +63,7 @@ __all__ = [
     "generate_report",
     "load_records",
     "parse_filters",
+    "read_sources",
     "parse_formats",
     "to_csv",
     "to_latex",

@@ -38,8 +38,9 @@ class Filter:
     value: str
 
 
-def load_records(results_dir: Path) -> list[dict[str, Any]]:
-    """Every record under `results_dir/runs/`, sorted by file name; each gains `_file` (its file name).
+def load_records(results_dir: Path | list[Path]) -> list[dict[str, Any]]:
+    """Every record under `results_dir/runs/` (or each folder's, in the order given), sorted by file name;
+    each gains `_file` (its file name).
 
     Records predating `evaluated`, `split_role` and `method_role` get them (harness/core/roles.py), from all
     records before any filter, so a filter `split=clean_val` cannot promote GNet to the evaluated network.
@@ -48,7 +49,8 @@ def load_records(results_dir: Path) -> list[dict[str, Any]]:
         DataError: a record file is not valid JSON or not a JSON object.
     """
     records = []
-    for path in sorted(Path(results_dir, "runs").glob("*.json")):
+    folders = results_dir if isinstance(results_dir, list) else [results_dir]
+    for path in [p for folder in folders for p in sorted(Path(folder, "runs").glob("*.json"))]:
         try:
             record = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:

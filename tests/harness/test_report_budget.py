@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from report_records import pose_record
 
 from harness.report import generate_report
 from harness.report.budget import budget_tables
@@ -20,29 +21,7 @@ AP = {
 
 
 def _record(method: str, steps: int, seed: int, value: float) -> dict:
-    return {
-        "run_id": f"pose_{method}_s{seed}_{steps}",
-        "task": "pose",
-        "method": method,
-        "method_role": "method" if method == "dslope" else "baseline",
-        "backbone": "hrnet_w18_small",
-        "dataset": "synthetic-coco",
-        "split": "occluded_val",
-        "split_role": "occluded",
-        "network": "enet" if method == "dslope" else "net",
-        "evaluated": True,
-        "status": "ok",
-        "metrics": {"AP": value},
-        "higher_is_better": {"AP": True},
-        "primary_metric": "AP",
-        "seed": seed,
-        "config": {"task": "pose", "method": method, "seed": seed, "train": {"max_steps": steps, "lr": 1e-3}},
-        "data": {},
-        "training": {"steps": steps},
-        "curves": [],
-        "samples": [],
-        "_file": f"pose_{method}_s{seed}_{steps}.json",  # as harness.report's loader adds it
-    }
+    return pose_record(method, seed, value, train={"max_steps": steps, "lr": 1e-3})
 
 
 def _records() -> list[dict]:

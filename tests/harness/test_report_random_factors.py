@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+from report_records import pose_record
 
 from harness.report import generate_report
 from harness.report.interpret import RANDOM_FACTORS, _cell, _is_evaluated, _variant
@@ -22,35 +23,9 @@ OCC_AUG = {(0, 1000): 0.49, (1, 1000): 0.50, (0, 1001): 0.58, (1, 1001): 0.61}
 
 def _record(method: str, cell: tuple[int, int], value: float) -> dict:
     seed, pretrain_seed = cell
-    return {
-        "run_id": f"pose_{method}_s{seed}_p{pretrain_seed}",
-        "task": "pose",
-        "method": method,
-        "method_role": "method" if method == "dslope" else "baseline",
-        "backbone": "hrnet_w18_small",
-        "dataset": "synthetic-coco",
-        "split": "occluded_val",
-        "split_role": "occluded",
-        "network": "enet" if method == "dslope" else "net",
-        "evaluated": True,
-        "status": "ok",
-        "metrics": {"AP": value},
-        "higher_is_better": {"AP": True},
-        "primary_metric": "AP",
-        "seed": seed,
-        "config": {
-            "task": "pose",
-            "method": method,
-            "seed": seed,
-            "model": {"backbone": "hrnet_w18_small", "pretrained": "embedded"},
-            "pretrain": {"seed": pretrain_seed, "steps": 400},
-            "output": {"results_dir": "{results}"},
-        },
-        "data": {},
-        "training": {"steps": 150},
-        "curves": [],
-        "samples": [],
-    }
+    model = {"backbone": "hrnet_w18_small", "pretrained": "embedded"}
+    return pose_record(method, seed, value, model=model, pretrain={"seed": pretrain_seed, "steps": 400},
+                       output={"results_dir": "{results}"})  # fmt: skip
 
 
 def _records() -> list[dict]:
