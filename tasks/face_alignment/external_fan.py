@@ -5,9 +5,9 @@ get_landmarks_from_image` does it for a given box (tested against it): the image
 centre moved up by 12 % of the box height, scale = (w + h) / 195 (the S3FD detector's reference scale),
 the 256x256 `crop` in [0, 1], heatmaps of the last hourglass plus the flipped crop's (`flip`), and
 `get_preds_fromhm` back to image pixels. The harness gives the split's face boxes instead of a detector's.
-FAN predicts iBUG's 68 points, so it scores only splits in that layout (300W); any other is refused in one
-line. Weights: a local FAN state dict (the package's published `.pth.tar` files are such state dicts),
-loaded with `torch.load(weights_only=True)`.
+FAN predicts iBUG's 68 points, so it scores only splits in that layout (300W, or the embedded synthetic faces
+with `data.synthetic_layout: 300w`); any other is refused in one line. Weights: a local FAN state dict (the
+package's published `.pth.tar` files are such state dicts), loaded with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ class FaceAlignmentFAN(ExternalModel):
         if layout.name != FAN_LAYOUT:
             raise ConfigError(
                 f"--model {spec.text}: predicts the 68 points of 300W, the splits have the "
-                f"{layout.num_landmarks} of {layout.name} (score it on data.dataset=300w)"
+                f"{layout.num_landmarks} of {layout.name} (score it on data.dataset=300w, or on the embedded "
+                "faces with data.synthetic_layout=300w)"
             )
         if checkpoint is None:
             raise ConfigError(f"--model {spec.text}: --checkpoint (a local FAN state dict) is required")

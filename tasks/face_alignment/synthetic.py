@@ -1,8 +1,10 @@
-"""Embedded synthetic faces with COFW's 29 landmarks, written as a COFW-style COCO json + JPEG files.
+"""Embedded synthetic faces with COFW's 29 or 300W's 68 landmarks, as mmpose's COCO-style json + JPEG files.
 
 Why embedded: no dataset can be downloaded here, yet the task must train and evaluate out of the box. Why
-COFW's format: writing the very json layout mmpose ships for COFW (29 points, visibility 2 = visible, a face
-`bbox`) means the real loader, the occluder and the metrics run unchanged on it.
+mmpose's formats: writing the very json layout mmpose ships for COFW (29 points, visibility 2 = visible, a
+face `bbox`) or for 300W (`face_landmarks_300w_<split>.json`, 68 points) means the real loader, the occluder
+and the metrics run unchanged on it. Why two layouts: models that predict iBUG's 68 points (FAN,
+`external_fan.py`) can be scored on the embedded benchmark too.
 
 How a face is made: landmarks are placed on a frontal template with per-face shape variation (face width and
 length, eye spacing and size, brow height and arch, nose length and width, mouth width, smile and opening,
@@ -13,8 +15,16 @@ brows through their four points, eyes through corners and lids with the iris on 
 wings, lips through corners and lip points. Skin tone, hair style and colour, iris colour, lighting direction,
 brightness, tint, blur and noise vary, over a cluttered background.
 
-One module on purpose (~480 lines): the landmark template, the drawing of each feature from its landmarks
-and the json writer share one geometry; splitting them would scatter one generator over files.
+The 68-point variant annotates the very same images (same seed, same bytes; only the json differs): points
+COFW also has are COFW's, the others are taken on the curves the features are drawn with (brows' upper edge,
+eye lids, the ridge line, the nose base, the lips' outer and inner edges), and the jaw runs along the drawn
+head outline from ear level round the chin. Its box is the 68 points' tight box (iBUG's `bb_ground_truth`).
+Like COFW's chin, jaw points of a face placed near the border can lie a few pixels outside the image, where
+the drawn head is cut off.
+
+One module on purpose (~610 lines): the landmark template, the drawing of each feature from its landmarks,
+the 68 points taken on those drawn curves and the json writer share one geometry; splitting them would
+scatter one generator over files.
 """
 
 from __future__ import annotations
@@ -27,25 +37,39 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from tasks.common.coco_split import ensure_coco_split
-from tasks.face_alignment.landmarks import COFW, coco_category
+from tasks.face_alignment.landmarks import COFW, W300, Layout, coco_category
 
 JPEG_QUALITY = 95
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 1  # the images and COFW's 29 points
+W300_VERSION = 1  # the 68 points laid on the same images: bumped when they move, the images do not
 _SHIFT = 4
 _ONE = 1 << _SHIFT
 
 Color = tuple[int, int, int]
 
+# Per layout: the cache folder's prefix and the json's name (mmpose's name for the real dataset's files).
+_VARIANTS = {
+    "cofw": (f"synthetic_v{GENERATOR_VERSION}", "cofw_{split}.json"),
+    "300w": (f"synthetic_300w_v{GENERATOR_VERSION}.{W300_VERSION}", "face_landmarks_300w_{split}.json"),
+}
+
 
 def ensure_synthetic_faces(
-    root: Path, *, split: str, num_images: int, seed: int, image_size: tuple[int, int] = (112, 112)
+    root: Path,
+    *,
+    split: str,
+    num_images: int,
+    seed: int,
+    image_size: tuple[int, int] = (112, 112),
+    layout: Layout = COFW,
 ) -> tuple[Path, Path]:
     """Generate (once) and return (annotation json, image folder) of one split of synthetic faces.
 
-    The data lives in ``root/synthetic_v{version}_s{seed}_n{num_images}_{h}x{w}/`` as ``annotations/
-    cofw_<split>.json`` and ``<split>/*.jpg``. A split is generated in a hidden temporary folder and moved
-    into place when complete (the json last), so an interrupted run never looks finished. Same arguments give
-    byte-identical files; each split name draws from its own seed.
+    COFW's data lives in ``root/synthetic_v{version}_s{seed}_n{num_images}_{h}x{w}/`` as ``annotations/
+    cofw_<split>.json`` and ``<split>/*.jpg``; 300W's in ``root/synthetic_300w_v{version}.{W300_VERSION}_...``
+    as ``annotations/face_landmarks_300w_<split>.json`` and the same images. A split is generated in a hidden
+    temporary folder and moved into place when complete (the json last), so an interrupted run never looks
+    finished. Same arguments give byte-identical files; each split name draws from its own seed.
 
     Args:
         root: cache folder under which the dataset folder is created.
@@ -53,6 +77,7 @@ def ensure_synthetic_faces(
         num_images: number of images (one face each).
         seed: base seed.
         image_size: (height, width) of every image.
+        layout: COFW (29 points) or W300 (iBUG's 68).
 
     Returns:
         (path of the json, folder holding the images).
@@ -60,17 +85,22 @@ def ensure_synthetic_faces(
     Example:
         >>> ann, images = ensure_synthetic_faces(Path("/tmp/c"), split="val", num_images=4, seed=0)
     """
+    if layout.name not in _VARIANTS:
+        raise ValueError(f"synthetic faces come in the {' and '.join(_VARIANTS)} layouts, not {layout.name}")
     height, width = (int(v) for v in image_size)
-    folder = Path(root) / f"synthetic_v{GENERATOR_VERSION}_s{seed}_n{num_images}_{height}x{width}"
+    prefix, ann_name = _VARIANTS[layout.name]
+    folder = Path(root) / f"{prefix}_s{seed}_n{num_images}_{height}x{width}"
     return ensure_coco_split(
         folder,
-        f"cofw_{split}.json",
+        ann_name.format(split=split),
         split,
-        lambda out: _generate_split(out, split, num_images, seed, height, width),
+        lambda out: _generate_split(out, split, num_images, seed, height, width, layout),
     )
 
 
-def _generate_split(out: Path, split: str, num_images: int, seed: int, height: int, width: int) -> dict:
+def _generate_split(
+    out: Path, split: str, num_images: int, seed: int, height: int, width: int, layout: Layout
+) -> dict:
     out.mkdir(parents=True)
     split_seed = zlib.crc32(split.encode())  # stable across processes, unlike hash()
     images, annotations = [], []
@@ -79,7 +109,7 @@ def _generate_split(out: Path, split: str, num_images: int, seed: int, height: i
         job = progress.add_task(f"synthetic faces ({split})", total=num_images)
         for index in range(num_images):
             rng = np.random.default_rng((seed, split_seed, index))
-            image, landmarks, box = draw_face_image(rng, height, width)
+            image, landmarks, box = draw_face_image(rng, height, width, layout)
             image_id = index + 1
             name = f"{image_id:06d}.jpg"
             cv2.imwrite(str(out / name), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -99,10 +129,13 @@ def _generate_split(out: Path, split: str, num_images: int, seed: int, height: i
             )
             progress.advance(job)
     return {
-        "info": {"description": f"synthetic faces (COFW layout), seed {seed}, split {split}", "version": "1"},
+        "info": {
+            "description": f"synthetic faces ({layout.name.upper()} layout), seed {seed}, split {split}",
+            "version": "1",
+        },
         "images": images,
         "annotations": annotations,
-        "categories": [coco_category(COFW)],
+        "categories": [coco_category(layout)],
     }
 
 
@@ -197,6 +230,12 @@ def _rotate3d(points: np.ndarray, depth: np.ndarray, yaw: float, pitch: float) -
 
 def _outline(p: dict, yaw: float, pitch: float, n: int = 48) -> np.ndarray:
     """The head outline: an egg that is wider at the temples than at the jaw and ends at the chin."""
+    return _rotate3d(*_frontal_outline(p, n), yaw, pitch)
+
+
+def _frontal_outline(p: dict, n: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """The outline's (n, 2) points before the head turns, and their depths; from the image right (index 0)
+    down round the chin (index n / 4) to the image left and back over the top."""
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     x, y = np.cos(t), np.sin(t)
     lower = y > 0
@@ -205,27 +244,24 @@ def _outline(p: dict, yaw: float, pitch: float, n: int = 48) -> np.ndarray:
     y = np.where(lower, y * p["bottom"], y * p["top"])
     # The chin has depth; the silhouette elsewhere does not move when the head turns.
     z = 0.45 * np.clip(y / p["bottom"], 0, 1) ** 4
-    return _rotate3d(np.stack([x, y], 1), z, yaw, pitch)
+    return np.stack([x, y], 1), z
 
 
 def _smooth_closed(points: np.ndarray, per_segment: int = 6) -> np.ndarray:
     """A closed Catmull-Rom curve through `points` (in order)."""
-    out = []
+    steps = np.linspace(0, 1, per_segment, endpoint=False)
+    return np.array([_on_closed(points, i, s) for i in range(len(points)) for s in steps])
+
+
+def _on_closed(points: np.ndarray, segment: int, s: float) -> np.ndarray:
+    """The point at `s` in [0, 1) from points[segment] to the next one on `_smooth_closed`'s curve, so a
+    landmark placed with it lies on the curve a feature is drawn with."""
     count = len(points)
-    for i in range(count):
-        p0, p1, p2, p3 = (points[(i + j) % count] for j in (-1, 0, 1, 2))
-        for s in np.linspace(0, 1, per_segment, endpoint=False):
-            s2, s3 = s * s, s * s * s
-            out.append(
-                0.5
-                * (
-                    2 * p1
-                    + (p2 - p0) * s
-                    + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s2
-                    + (3 * p1 - p0 - 3 * p2 + p3) * s3
-                )
-            )
-    return np.array(out)
+    p0, p1, p2, p3 = (points[(segment + j) % count] for j in (-1, 0, 1, 2))
+    s2, s3 = s * s, s * s * s
+    return 0.5 * (
+        2 * p1 + (p2 - p0) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s2 + (3 * p1 - p0 - 3 * p2 + p3) * s3
+    )
 
 
 # ---------------------------------------------------------------------------------------------- drawing
@@ -295,12 +331,13 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
 
 
 def draw_face_image(
-    rng: np.random.Generator, height: int, width: int
+    rng: np.random.Generator, height: int, width: int, layout: Layout = COFW
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image with one face.
+    """One image with one face; the layout changes the landmarks and box, never the image or the draws.
 
     Returns:
-        (image (H, W, 3) uint8 BGR, landmarks (29, 2) in image pixels, COFW-style face box [x, y, w, h]).
+        (image (H, W, 3) uint8 BGR, landmarks (K, 2) in image pixels, face box [x, y, w, h]): COFW's 29
+        points with a COFW-style box, or iBUG's 68 with their tight box (iBUG's `bb_ground_truth`).
     """
     image = _background(rng, height, width)
     canon, depth, p = _template(rng)
@@ -468,4 +505,106 @@ def draw_face_image(
     box_lo = lo - size * np.array([rng.uniform(0.06, 0.14), rng.uniform(0.03, 0.08)])
     box_hi = hi + size * np.array([rng.uniform(0.06, 0.14), rng.uniform(0.02, 0.06)])
     box = np.array([box_lo[0], box_lo[1], box_hi[0] - box_lo[0], box_hi[1] - box_lo[1]])
-    return image, k, box
+    if layout is COFW:
+        return image, k, box
+    if layout is not W300:
+        raise ValueError(f"synthetic faces come in the cofw and 300w layouts, not {layout.name}")
+    points = ibug_landmarks(k, place(_jaw(p, yaw, pitch)))
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    return image, points, np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
+
+
+# ---------------------------------------------------------------------------------------------- iBUG's 68
+
+
+def ibug_landmarks(k: np.ndarray, jaw: np.ndarray) -> np.ndarray:
+    """iBUG's 68 points (300W's order) from COFW's 29 `k` and the 17 `jaw` points of the same face.
+
+    Points both layouts have are COFW's own (eye and mouth corners, brow ends and tops, nose tip, wings and
+    bottom, lip centres; the jaw's middle point is the outline's chin, the 3D point COFW's chin is); the
+    others lie on the curves the features are drawn with, through the same COFW points, so the same image
+    carries both annotations.
+    """
+    return np.array(
+        [
+            *jaw,
+            *_brow(k[[0, 4, 2, 5]]),
+            *_brow(k[[1, 6, 3, 7]])[::-1],  # 22-26 run from the inner end outwards
+            *_nose(k),
+            *_eye(k[[8, 12, 10, 13]]),
+            *_eye(k[[9, 14, 11, 15]])[[3, 2, 1, 0, 5, 4]],  # 42-47 start at the inner corner
+            *_lips(k),
+        ]
+    )
+
+
+def _nose(k: np.ndarray) -> list[np.ndarray]:
+    """27-30 on the drawn ridge (from between the inner eye corners to the tip), 31-35 across the drawn nose
+    base (wing, bottom, wing) from the image left."""
+    bridge = (k[10] + k[11]) / 2
+    base = k[[18, 20, 19, 21]]  # drawn through wing, tip, wing, bottom
+    ridge = [bridge, *(bridge + (k[20] - bridge) * f for f in (1 / 3, 2 / 3)), k[20]]
+    return [*ridge, k[18], _on_closed(base, 3, 0.5), k[21], _on_closed(base, 2, 0.5), k[19]]
+
+
+def _lips(k: np.ndarray) -> list[np.ndarray]:
+    """48-59 round the drawn lips' outer edge and 60-67 round their inner edge, each clockwise from the mouth
+    corner on the image left; the inner corners 60 / 64 are the mouth corners, where the drawn lips meet."""
+    upper, lower = k[[22, 24, 23, 25]], k[[22, 26, 23, 27]]  # drawn through corner, centre, corner, centre
+    outer = [
+        k[22], _on_closed(upper, 0, 0.4), _on_closed(upper, 0, 0.8), k[24],
+        _on_closed(upper, 1, 0.2), _on_closed(upper, 1, 0.6), k[23],
+        _on_closed(lower, 2, 0.4), _on_closed(lower, 2, 0.8), k[27],
+        _on_closed(lower, 3, 0.2), _on_closed(lower, 3, 0.6),
+    ]  # fmt: skip
+    inner = [
+        k[22], _on_closed(upper, 3, 0.5), k[25], _on_closed(upper, 2, 0.5),
+        k[23], _on_closed(lower, 1, 0.5), k[26], _on_closed(lower, 0, 0.5),
+    ]  # fmt: skip
+    return outer + inner
+
+
+def _brow(quad: np.ndarray) -> np.ndarray:
+    """Five points along the upper edge of a brow drawn through (outer end, top, inner end, bottom), from
+    the outer end to the inner end."""
+    return np.array([quad[0], _on_closed(quad, 0, 0.5), quad[1], _on_closed(quad, 1, 0.5), quad[2]])
+
+
+def _eye(quad: np.ndarray) -> np.ndarray:
+    """Six points on an eye drawn through (outer corner, top, inner corner, bottom): outer corner, two upper
+    lid points, inner corner, two lower lid points, round from the outer corner over the top (iBUG's order for
+    the eye on the image left)."""
+    return np.array(
+        [
+            quad[0], _on_closed(quad, 0, 0.6), _on_closed(quad, 1, 0.4),
+            quad[2], _on_closed(quad, 2, 0.6), _on_closed(quad, 3, 0.4),
+        ]
+    )  # fmt: skip
+
+
+def _jaw(p: dict, yaw: float, pitch: float) -> np.ndarray:
+    """iBUG's 17 jaw points before placement: evenly spaced (on the frontal face) along the drawn outline
+    from ear level on the image left, round the chin, to ear level on the right; the middle one is the
+    chin."""
+    ring, depth = _frontal_outline(p)
+    chain = _lower_outline(np.column_stack([ring, depth]), p["eye_y"] + 0.15)  # the ears' centre height
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(chain[:, :2], axis=0), axis=1))])
+    at = np.linspace(0.0, arc[-1], 17)
+    points = np.stack([np.interp(at, arc, chain[:, j]) for j in range(3)], axis=1)
+    return _rotate3d(points[:, :2], points[:, 2], yaw, pitch)
+
+
+def _lower_outline(ring: np.ndarray, level: float) -> np.ndarray:
+    """The part of `_frontal_outline`'s ring ((x, y, depth) rows) below y = `level`, from the image left to
+    the right, cut where the drawn edges cross the level (so every point stays on an edge)."""
+    count, chin = len(ring), len(ring) // 4
+
+    def end(step: int) -> tuple[int, np.ndarray]:
+        i = chin
+        while ring[(i + step) % count, 1] > level:
+            i += step
+        inside, outside = ring[i % count], ring[(i + step) % count]
+        return i, inside + (outside - inside) * (inside[1] - level) / (inside[1] - outside[1])
+
+    (left, left_cut), (right, right_cut) = end(1), end(-1)
+    return np.vstack([left_cut, ring[np.arange(left, right - 1, -1) % count], right_cut])
