@@ -4,7 +4,8 @@ Rows, each scored at every level of its task's occlusion ladder (`harness eval -
 - pose: the validity v3 studies' trained runs, one starting checkpoint (pretrain.seed 1000) per backbone
   family (HRNet-W18-small, LiteHRNet-18, ResNet-18), 4 methods x 3 seeds; their run dirs must be on this
   machine (run `harness sweep configs/sweeps/validity_v3_pose.yaml` and `..._backbones.yaml` first);
-- face alignment and face recognition: each task's default job (clean and D-Slope), trained here;
+- face alignment and face recognition: clean and D-Slope in each task's validity regime (the `quick_*` config
+  its validity sweep runs: fine-tuned from the embedded pretraining checkpoint), 3 seeds, trained here;
 - one random-init external model per spec (`mmpose:`, `face_alignment:`, `onnx:`), its weights drawn from
   seed 0 and saved by this script: a pipeline check that scores what a random network scores, not a result.
 Every step is skipped when its records are already in --results, so an interrupted build resumes, and the
@@ -33,12 +34,13 @@ POSE_STUDIES = (
     ("results/validity/v3/pose_backbones", "work_dirs/validity/v3/pose_backbones"),
 )
 POSE_CHECKPOINT = 1000  # pretrain.seed of the one starting checkpoint per backbone family
-# Face tasks: the default job on the embedded data (face alignment in the 68-point layout, so its trained
-# rows share a table with FAN, which predicts 300W's points).
+# Face tasks: clean and D-Slope in the validity regime on the embedded data (face alignment in the 68-point
+# layout, so its trained rows share a table with FAN, which predicts 300W's points).
 FACE_JOBS = {
-    "face_alignment": ["--task", "face_alignment", "--set", "data.synthetic_layout=300w"],
-    "face_recognition": ["--task", "face_recognition"],
-}
+    "face_alignment": ["--config", "configs/face_alignment/quick_hrnetv2_w18_small.yaml",
+                       "--set", "data.synthetic_layout=300w"],
+    "face_recognition": ["--config", "configs/face_recognition/quick_resnet18.yaml"],
+}  # fmt: skip
 
 
 def harness(*args: str) -> None:
@@ -113,7 +115,7 @@ def trained(results: Path, task: str, seed: int) -> list[dict]:
 
 
 def trained_face_runs(results: Path, task: str, seeds: list[int]) -> Iterator[Path]:
-    """Train the task's default job once per seed (skipped when its records exist), yield its run dirs."""
+    """Train the task's job once per seed (skipped when its records exist), yield its run dirs."""
     work = ROOT / "work_dirs" / "leaderboard"
     for seed in seeds:
         if not trained(results, task, seed):
