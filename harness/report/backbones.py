@@ -49,10 +49,13 @@ def backbone_tables(records: list[dict[str, Any]], policy: ReportPolicy, notes: 
             if isinstance((r.get("metrics") or {}).get(c.metric), int | float)
         ]
         if points:
-            title = f"{spec.title}: methods × backbones ({_ROLE} split)"
-            keys = ["dataset", "method", "network"]
+            datasets = sorted({str(p.get("dataset")) for p in points})
+            one = len(datasets) == 1  # then the dataset goes to the title, not a column
+            title = f"{spec.title}: methods × backbones ({_ROLE} split{', ' + datasets[0] if one else ''})"
+            keys = ["method", "network"] if one else ["dataset", "method", "network"]
             table = build_table(f"{spec.name}_by_backbone", title, points, [], keys)
-            table.directions = {_label(c): _direction(mine, c.metric) for c in columns}
+            filled = {metric for _, metric in table.columns}
+            table.directions = {_label(c): _direction(mine, c.metric) for c in columns if _label(c) in filled}
             tables.append(table)
     return tables
 
