@@ -60,12 +60,14 @@ def scored(results: Path, prefix: str) -> bool:
     return any(r.get("severity") is not None for r in mine)
 
 
-def pose_runs() -> Iterator[Path]:
+def pose_runs(seeds: list[int] | None = None) -> Iterator[Path]:
     """Run dirs of the pose studies' finished runs on the chosen starting checkpoint (evaluated network,
-    clean split: one record per run)."""
+    clean split: one record per run), of the given run seeds (None: all)."""
     for study, work in POSE_STUDIES:
         for record in records(ROOT / study):
             pretrain = record["config"].get("pretrain", {})
+            if seeds is not None and record["seed"] not in seeds:
+                continue
             if record["evaluated"] and record["split_role"] == "clean" and record["status"] == "ok":
                 if pretrain.get("seed") == POSE_CHECKPOINT and record["training"]["steps"] == 150:
                     yield ROOT / work / record["run_id"]
@@ -144,12 +146,13 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("results/leaderboard"), help="records go here")
     parser.add_argument("--part", action="append", choices=PARTS, help="task (repeatable; default: all)")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the face tasks' trained jobs")
+    parser.add_argument("--pose-seeds", default="0,1,2", help="run seeds of the pose studies' runs to score")
     args = parser.parse_args()
     results, part = (ROOT / args.results).resolve(), args.part or list(PARTS)
     models = random_models(ROOT / "work_dirs" / "leaderboard" / "models")
     face_seeds = [int(s) for s in args.seeds.split(",")]
     if "pose" in part:
-        for run_dir in pose_runs():
+        for run_dir in pose_runs([int(seed) for seed in args.pose_seeds.split(",")]):
             score_run(results, run_dir)
         score_external(results, f"mmpose:{MMPOSE_CONFIG}", models["mmpose"], "pose",
                        "--config", "configs/pose/quick_hrnet_w18_small.yaml")  # fmt: skip

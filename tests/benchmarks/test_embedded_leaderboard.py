@@ -36,6 +36,8 @@ def test_pose_runs_are_the_evaluated_networks_on_the_chosen_checkpoint_at_the_de
     _record(study, "longer", training={"steps": 1200})
     _record(study, "crashed", status="failed")
     assert [p.relative_to(board.ROOT).as_posix() for p in board.pose_runs()] == ["work_dirs/study/kept"]
+    _record(study, "seed_one", seed=1)
+    assert [p.name for p in board.pose_runs([1])] == ["seed_one"]
 
 
 def test_a_run_counts_as_scored_only_with_severity_records(tmp_path):
