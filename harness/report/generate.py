@@ -100,22 +100,23 @@ def generate_report(
     if not records:
         return summary
     summary.failed = [r for r in records if r.get("status") != "ok"]
-    main = build_tables(table_records(records), tables_policy, summary.notes)
+    kept = table_records(records)  # no severity records, no eval repeating a training record
+    main = build_tables(kept, tables_policy, summary.notes)
     # metric vs. occlusion severity with the robustness summary (harness/report/severity.py)
     tables = main + severity_tables(records, tables_policy, summary.notes)
-    budgets = budget_tables(table_records(records))  # metric vs. fine-tuning steps (report/budget.py)
+    budgets = budget_tables(kept)  # metric vs. fine-tuning steps (report/budget.py)
     tables += budgets
-    tables += backbone_tables(table_records(records), tables_policy, summary.notes)  # methods x backbones
+    tables += backbone_tables(kept, tables_policy, summary.notes)  # methods x backbones
     summary.tables = write_tables(tables, summary.failed, out_dir / "tables", formats)
     if len(sources) > 1:
         summary.tables.append(write_sources(sources, filters, out_dir))
     summary.markdown = [headline_markdown(t) for t in tables]
-    verdicts = paired_verdicts(table_records(records), _is_evaluated, _variant, _cell, RANDOM_FACTORS)
+    verdicts = paired_verdicts(kept, _is_evaluated, _variant, _cell, RANDOM_FACTORS)
     summary.verdicts = [v.text() for v in verdicts]
     if summary.verdicts:
         (out_dir / "tables" / "verdicts.md").write_text("".join(f"- {line}\n" for line in summary.verdicts))
         summary.tables.append(out_dir / "tables" / "verdicts.md")
-    spread = spread_lines(table_records(records), verdicts, _is_evaluated, _cell, _variant)
+    spread = spread_lines(kept, verdicts, _is_evaluated, _cell, _variant)
     written = write_spread(spread, RANDOM_FACTORS, out_dir / "tables")
     if written is not None:
         summary.tables.append(written)
