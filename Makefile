@@ -62,8 +62,10 @@ gpu-check:
 	$(GPU_PYTHON) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
 
 # The five packages the harness imports that the lent GPU machine's image lacks (it reaches no registry), as
-# CPython 3.12 x86-64 wheels in .whl/ (3 MB, git-ignored) to carry there; README, Benchmarks, GPU.
+# CPython 3.12 x86-64 wheels in .whl/ (3 MB, git-ignored) to carry there, and the source manifest that lets
+# records made there name the commit (no .git travels; run it on a clean checkout); README, Benchmarks, GPU.
 gpu-wheels: setup
 	$(BIN)/pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
 		pycocotools==2.0.11 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
+	$(BIN)/python -m harness.core.source_manifest .whl/source.manifest

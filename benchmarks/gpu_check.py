@@ -77,6 +77,8 @@ def environment(dry_run: bool) -> dict:
     package the harness imports is missing."""
     import torch
 
+    from harness.core.results import source_state
+
     if not dry_run and not torch.cuda.is_available():
         fail(
             f"no CUDA device: torch {torch.__version__} (built for CUDA {torch.version.cuda}) sees none; "
@@ -92,7 +94,7 @@ def environment(dry_run: bool) -> dict:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "cpus": os.cpu_count(),
         "gpus": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-        "commit": _git("rev-parse", "HEAD"),
+        **source_state().fields(),  # from git, or the source manifest a copy without .git carries
     }
     if torch.cuda.is_available() and not dry_run:
         props = torch.cuda.get_device_properties(0)
@@ -105,14 +107,6 @@ def environment(dry_run: bool) -> dict:
     else:
         info["device"] = "cpu (dry run)"
     return info
-
-
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
 
 
 def _driver() -> str | None:

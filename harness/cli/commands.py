@@ -255,19 +255,29 @@ def sweep(
     allow_dirty: bool = typer.Option(
         False, help="Run a committed study config from a tree with uncommitted changes (records say so)."
     ),
+    local: bool = typer.Option(
+        False,
+        help="Run the trials as processes of this machine, without Ray (--max-concurrent at a time; GPUs per "
+        "trial > 0 spreads them over the visible GPUs).",
+    ),
     debug: bool = typer.Option(False, help="Show full tracebacks."),
 ) -> None:
-    """Run a grid of runs (task x backbone x method x seed ...) on Ray Tune; records land in results/runs/."""
+    """Run a grid of runs (task x backbone x method x seed ...) on Ray Tune (or --local processes); records
+    land in results/runs/."""
     from harness.cluster.sweep import run_sweep, summary_table
 
     try:
         outcome = run_sweep(
             path, overrides=set_, address=address, gpus_per_trial=gpus_per_trial,
             cpus_per_trial=cpus_per_trial, max_concurrent=max_concurrent, resume=resume, dry_run=dry_run,
-            storage=storage, allow_dirty=allow_dirty,
+            storage=storage, allow_dirty=allow_dirty, local=local,
         )  # fmt: skip
     except HarnessError as err:
         _fail(err, debug)
+    except KeyboardInterrupt as err:
+        message = f"[yellow]sweep interrupted[/] ({err or 'SIGINT'}); continue with --resume"
+        console.print(message, highlight=False)
+        raise typer.Exit(130) from None
     table = outcome.table
     out = Console(width=max(shutil.get_terminal_size().columns, 120))
     out.print(summary_table(table, out.width), soft_wrap=True, markup=False, highlight=False)
@@ -283,7 +293,8 @@ def sweep(
     )
     out.print(f"records: {outcome.records_dir}", soft_wrap=True, markup=False, highlight=False)
     out.print(
-        f"Tune state: {outcome.tune_dir} (continue with --resume)",
+        f"{'trial logs: ' + outcome.tune_dir + '/local' if local else 'Tune state: ' + outcome.tune_dir} "
+        "(continue with --resume)",
         soft_wrap=True,
         markup=False,
         highlight=False,

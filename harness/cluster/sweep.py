@@ -300,6 +300,7 @@ def run_sweep(
     dry_run: bool = False,
     storage: str | None = None,
     allow_dirty: bool = False,
+    local: bool = False,
 ) -> SweepOutcome:
     """Expand a sweep YAML and run its trials on Ray Tune (or only list them with `dry_run`).
 
@@ -314,6 +315,8 @@ def run_sweep(
         dry_run: return the expanded trial list without running anything.
         storage: override the YAML's storage folder (a shared path on a cluster).
         allow_dirty: run a sweep file tracked by git although tracked files differ from the commit.
+        local: run the trials as processes of this machine instead of on Ray (harness/cluster/local_sweep.py);
+            `resume` then skips the trials whose ok records are in the results dir.
 
     Returns:
         one row per trial (its overrides, status, run id and final metrics), the records' folder and
@@ -344,13 +347,16 @@ def run_sweep(
     if not allow_dirty:
         refuse_dirty_study(path)
 
+    cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources.cpus_per_trial
+    gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources.gpus_per_trial
+    if local:
+        return _run_local(base, trials, configs, spec, shared, resume, tune_dir, cpus, gpus, max_concurrent)
+
     import ray
     from ray import tune
 
     from harness.cluster.ray_train import trial_resources
 
-    cpus = cpus_per_trial if cpus_per_trial is not None else spec.resources.cpus_per_trial
-    gpus = gpus_per_trial if gpus_per_trial is not None else spec.resources.gpus_per_trial
     if resume:
         _check_resumed_trials(tune_dir, trials)
     earlier: dict[int, str] = {}  # trials answered by records already in the results dir
@@ -394,6 +400,50 @@ def run_sweep(
     grid = tuner.fit()
     table = pd.concat([_earlier_rows(earlier, trials, shared), summarise(grid, trials, base, spec, shared)])
     return SweepOutcome(table.sort_values("trial").reset_index(drop=True), results_dir / "runs", tune_dir)
+
+
+def _run_local(
+    base: Path, trials: list[list[str]], configs: list, spec: SweepSpec, shared: int, resume: bool,
+    tune_dir: str, cpus: float, gpus: float, max_concurrent: int | None,
+) -> SweepOutcome:  # fmt: skip
+    """`run_sweep(local=True)`: the trials as local processes; one row per trial, from their records."""
+    from harness.cluster.local_sweep import run_local
+
+    results_dir = Path(configs[0].output.results_dir)
+    earlier = finished_trials(configs, results_dir) if resume else {}
+    todo = [i for i in range(len(trials)) if i not in earlier]
+    if todo:
+        prepare_shared_inputs(base, [trials[i] for i in todo])
+        ended = run_local(
+            base, trials, configs, todo, log_dir=Path(tune_dir) / "local", cpus_per_trial=cpus,
+            gpus_per_trial=gpus, max_concurrent=max_concurrent or spec.max_concurrent,
+        )  # fmt: skip
+    else:
+        ended = {}
+    found = finished_trials(configs, results_dir)
+    rows = []
+    for i, (code, tail) in sorted(ended.items()):
+        row = {"trial": i, "overrides": _label(trials[i], shared)}
+        if code == 0 and i in found:
+            row.update(status="ok", run_id=found[i], **_primary_metrics(results_dir, found[i]))
+        else:
+            record = failed_record(base, trials[i], tail or f"exit {code}", spec.name or "sweep", i)
+            write_record(record, results_dir)
+            row.update(status="failed", run_id=record.run_id, reason=record.reason)
+        rows.append(row)
+    table = pd.concat([_earlier_rows(earlier, trials, shared), pd.DataFrame(rows)])
+    return SweepOutcome(table.sort_values("trial").reset_index(drop=True), results_dir / "runs", tune_dir)
+
+
+def _primary_metrics(results_dir: Path, run_id: str) -> dict[str, float]:
+    """network/split/<primary metric> of a run's training records (the Ray path's final metrics)."""
+    found = {}
+    for path in sorted(Path(results_dir, "runs").glob(f"{run_id}__*.json")):
+        record = json.loads(path.read_text())
+        primary = record.get("primary_metric")
+        if record.get("severity") is None and not record.get("evaluation") and primary in record["metrics"]:
+            found[f"{record['network']}/{record['split']}/{primary}"] = record["metrics"][primary]
+    return found
 
 
 def _earlier_rows(earlier: dict[int, str], trials: list[list[str]], shared: int) -> pd.DataFrame:

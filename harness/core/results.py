@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.core.io import atomic_write_json
 from harness.core.portable import portable, record_roots
+from harness.core.source_manifest import REPO_ROOT, manifest_state
 
 SCHEMA_VERSION = 1
 _PACKAGES = (
@@ -120,11 +121,14 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 
 def source_state(cwd: Path | None = None) -> SourceState:
-    """The harness source's commit and dirtiness ('unknown' outside git)."""
-    cwd = cwd or Path(__file__).resolve().parent
-    rev = _git(["rev-parse", "HEAD"], cwd)
+    """The harness source's commit and dirtiness: from git, else from the source manifest that
+    `$HARNESS_SOURCE_MANIFEST` names (checked file by file: harness/core/source_manifest.py), else
+    'unknown'."""
+    rev = _git(["rev-parse", "HEAD"], cwd or REPO_ROOT)
     if rev is None:
-        return SourceState("unknown", None, None)
+        vouched = manifest_state(cwd or REPO_ROOT)
+        return SourceState(*vouched) if vouched else SourceState("unknown", None, None)
+    cwd = cwd or REPO_ROOT
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) or ""
     if not status.strip():
         return SourceState(rev.strip(), False, None)
