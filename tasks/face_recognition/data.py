@@ -25,7 +25,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from insightface.utils.face_align import arcface_dst, estimate_norm
 from torch.utils.data import Dataset
 
 from harness.core.errors import DataError
@@ -60,7 +59,11 @@ def align(image: np.ndarray, landmarks: np.ndarray | None, size: int = ALIGNED_S
 
     With landmarks: insightface's `norm_crop` similarity warp onto the arcface template. Without: the image
     is taken as aligned already (resized to `size` if needed) and the template stands for its landmarks.
+    insightface is imported here, not with the module: registering the task (every harness command does)
+    needs none of the face packages, so a pose-only machine runs without them.
     """
+    from insightface.utils.face_align import arcface_dst, estimate_norm
+
     if landmarks is None:
         if image.shape[:2] != (size, size):
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
