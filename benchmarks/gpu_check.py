@@ -200,7 +200,9 @@ def run_part(
     figures = json.loads(found.read_text()) if found.is_file() else {}
     tail = log.read_text(errors="replace").strip().splitlines()[-15:]
     if code is None:
-        return "timeout", seconds, figures, f"stopped after {timeout:.0f} s ({log}): " + "\n".join(tail[-5:])
+        where = log.relative_to(REPO) if log.is_relative_to(REPO) else log  # no machine path in gpu.json
+        reason = f"stopped after {timeout:.0f} s ({where}): " + "\n".join(tail[-5:])
+        return "timeout", seconds, figures, reason
     if code != 0:
         return "error", seconds, figures, f"exit {code}: " + "\n".join(tail)
     return ("ok" if figures.get("ok") else "failed"), seconds, figures, None

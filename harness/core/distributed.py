@@ -19,6 +19,7 @@ At world size 1 every helper is a no-op, so a single-process run takes exactly t
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -164,6 +165,13 @@ class _Step(nn.Module):
         return self.method.training_step(batch)
 
 
+def buffer_sync_option(ddp_init) -> dict[str, bool]:
+    """DDP's option that broadcasts rank 0's buffers before every forward: `forward_sync_buffers` since torch
+    2.14 (which deprecates the other), `broadcast_buffers` before it (e.g. a GPU image's torch 2.11)."""
+    known = inspect.signature(ddp_init).parameters
+    return {"forward_sync_buffers": True} if "forward_sync_buffers" in known else {"broadcast_buffers": True}
+
+
 class DataParallelStep:
     """`method.training_step` under DistributedDataParallel, plus the per-step agreement of all ranks.
 
@@ -177,7 +185,7 @@ class DataParallelStep:
         self.ddp = DistributedDataParallel(
             _Step(method),
             device_ids=[device.index] if device.type == "cuda" else None,
-            forward_sync_buffers=True,
+            **buffer_sync_option(DistributedDataParallel.__init__),
             # The same parameters take part in every step, but not all of them: a head reads one stage's
             # output, so e.g. HRNet's other final branches get no gradient. A static graph finds them once.
             static_graph=True,

@@ -228,3 +228,14 @@ def test_harness_run_nproc_2_sigterm_to_one_rank_then_resume(tmp_path):
     assert {r["training"]["steps"] for r in records} == {12}
     assert {r["training"]["global_batch_size"] for r in records} == {4}
     assert output.count("Comparison") == 1  # rank 0 alone prints the table
+
+
+def test_buffer_sync_option_follows_the_installed_torchs_ddp():
+    from harness.core.distributed import buffer_sync_option
+
+    def ddp_2_14(self, module, broadcast_buffers=None, forward_sync_buffers=None): ...
+
+    def ddp_2_11(self, module, broadcast_buffers=True): ...
+
+    assert buffer_sync_option(ddp_2_14) == {"forward_sync_buffers": True}  # the pinned torch: no deprecation
+    assert buffer_sync_option(ddp_2_11) == {"broadcast_buffers": True}  # the lent GPU image's torch 2.11

@@ -162,3 +162,18 @@ def test_identity_folder_and_landmarks_file(tmp_path):
         read_landmarks(tmp_path / "landmarks.txt")
     with pytest.raises(DataError, match="identity folder not found"):
         read_identity_folder(tmp_path / "nope")
+
+
+def test_registering_the_tasks_needs_no_insightface():
+    """Every harness command registers every task; a pose-only machine (the lent GPU's image) lacks the face
+    packages, so the face recognition task imports insightface only where it aligns a face."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['insightface'] = None\n"  # `import insightface` now raises ImportError
+        "from harness.core.registry import TASKS; print(sorted(TASKS.names()))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "'face_recognition'" in done.stdout and "'pose'" in done.stdout
