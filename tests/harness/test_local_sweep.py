@@ -71,6 +71,10 @@ def plugin(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
     monkeypatch.setenv("HARNESS_PLUGINS", "local_sweep_plugin")
     monkeypatch.syspath_prepend(str(tmp_path))
+    from harness.core.registry import METHODS
+
+    if "broken" not in METHODS:  # plugins load once per process: an earlier test may have loaded them already
+        __import__("local_sweep_plugin")
     yield
     sys.modules.pop("local_sweep_plugin", None)
 
