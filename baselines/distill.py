@@ -95,7 +95,11 @@ class Distill(Method):
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         s = self.settings
-        with torch.no_grad():
+        # The frozen teacher runs in float32 even under float16 autocast: in eval mode its BatchNorm uses
+        # running statistics, which (e.g. a short teacher run's) need not keep activations within float16's
+        # range (65504), and an overflow in a forward is a NaN loss no grad scaler can skip. No backward goes
+        # through it, so full precision costs one forward.
+        with torch.no_grad(), torch.autocast(batch["image"].device.type, enabled=False):
             out_t = self.teacher(batch["image"])
             feat_t = self.teacher.feature_groups
         out_s = self.student(batch["twin"])

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from harness.core import distributed
 from harness.core.batches import ignore_interrupts, to_device
+from harness.core.errors import TrainingError
 from harness.core.precision import Precision
 from harness.core.progress import make_progress
 from harness.core.task import Task
@@ -55,16 +56,45 @@ def evaluate_split(
     )
     predictions = []
     progress = make_progress(console, disable=not (show_progress and ctx.is_main))
-    with progress:
-        job = progress.add_task(description, total=len(part), info="")
-        for batch in loader:
-            with precision.autocast():
-                predictions += task.predict(model, to_device(batch, device))
-            progress.advance(job, len(batch["image"]))
-    model.train(was_training)
+    watch = model.register_forward_hook(_refuse_non_finite(description, precision))
+    try:
+        with progress:
+            job = progress.add_task(description, total=len(part), info="")
+            for batch in loader:
+                with precision.autocast():
+                    predictions += task.predict(model, to_device(batch, device))
+                progress.advance(job, len(batch["image"]))
+    finally:
+        watch.remove()
+        model.train(was_training)
     if not ctx.active:
         return task.evaluate(predictions, dataset), predictions
     assert len(predictions) == len(part), "task.predict must return one prediction per sample"
     predictions = distributed.gather_in_order(predictions, len(dataset), ctx)
     metrics = distributed.from_main(lambda: task.evaluate(predictions, dataset), ctx)
     return metrics, predictions
+
+
+def _refuse_non_finite(description: str, precision: Precision):
+    """A forward hook that stops evaluation at a network output holding inf or NaN: decoded into keypoints or
+    embeddings it would give a metric with no error (e.g. float16 autocast past 65504)."""
+
+    def tensors(value):
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from tensors(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                yield from tensors(item)
+
+    def hook(_module, _inputs, output):
+        for tensor in tensors(output):
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise TrainingError(
+                    f"{description}: the network's output holds inf or NaN under {precision.name}; "
+                    "nothing was scored (float32 evaluation: train.amp=false)"
+                )
+
+    return hook

@@ -9,6 +9,7 @@ from baselines.distill import Distill, DistillSettings
 from baselines.occ_aug import OcclusionAugmented
 from harness.core.errors import CheckpointError, ConfigError
 from harness.core.io import atomic_torch_save
+from harness.core.precision import Precision
 from harness.methods.dslope import DSlope, DSlopeSettings
 from harness.models.task_model import TaskModel
 
@@ -101,6 +102,23 @@ def test_distill_teacher_is_loaded_frozen_and_stays_in_eval_mode(tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BatchNorm statistics
     assert all(not p.requires_grad for p in method.teacher.parameters())
     assert set(method.networks()) == {"student"}
+
+
+def test_distill_teacher_beyond_float16_range_still_gives_a_finite_loss_under_float16(tmp_path):
+    """A frozen teacher whose eval-mode activations pass float16's 65504 (finite in float32): float16
+    autocast must not turn its targets into inf (a NaN loss at step 1, that no grad scaler skips); seen on
+    the H200 with a 2-step random-init HRNet-W32 teacher."""
+    torch.manual_seed(0)
+    clean = Clean(build(), sup_loss)
+    with torch.no_grad():  # activations ~1e5 at stage2: finite in float32, inf in float16
+        for conv in (clean.net.backbone.body.stage1, clean.net.backbone.body.stage2):
+            conv.weight.mul_(300.0)
+    method = Distill(build(), sup_loss, DistillSettings(teacher=str(save_run(tmp_path, clean))))
+    method.train()
+    with Precision("cpu", torch.float16).autocast():
+        terms = method.training_step(make_batch())
+    assert method.student.feature_groups[0][0].dtype is torch.float16  # the student did run in float16
+    assert all(torch.isfinite(t).all() for t in terms.values())
 
 
 def test_distill_teacher_from_a_dslope_run_uses_gnet(tmp_path):
