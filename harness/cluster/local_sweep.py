@@ -23,6 +23,7 @@ from pathlib import Path
 
 from harness.cluster.finished_trials import settings_hash
 from harness.core.config import RunConfig
+from harness.core.errors import ConfigError
 from harness.core.progress import make_progress
 from harness.core.registry import METHODS
 
@@ -48,7 +49,11 @@ def prerequisite_trials(configs: list[RunConfig]) -> dict[int, int]:
 
 
 def gpu_slots(gpus_per_trial: float) -> list[str]:
-    """The GPU ids trials are placed on (empty: none asked for)."""
+    """The GPU ids trials are placed on (empty: none asked for).
+
+    Raises:
+        ConfigError: GPUs per trial > 0 and no GPU is visible.
+    """
     if gpus_per_trial <= 0:
         return []
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -56,7 +61,10 @@ def gpu_slots(gpus_per_trial: float) -> list[str]:
         return [g.strip() for g in visible.split(",") if g.strip()]
     import torch
 
-    return [str(i) for i in range(torch.cuda.device_count())]
+    slots = [str(i) for i in range(torch.cuda.device_count())]
+    if not slots:
+        raise ConfigError(f"--local with {gpus_per_trial} GPUs per trial, but no GPU is visible")
+    return slots
 
 
 def default_concurrency(cpus_per_trial: float, gpus_per_trial: float, slots: list[str]) -> int:
@@ -103,18 +111,15 @@ def run_local(
     log_dir: Path,
     cpus_per_trial: float,
     gpus_per_trial: float,
+    slots: list[str],
     max_concurrent: int | None,
 ) -> dict[int, tuple[int, str]]:
-    """Run the trials `todo` (indices into `trials`); returns index -> (exit code, last lines of its log).
+    """Run the trials `todo` (indices into `trials`) on the GPUs `slots` (`gpu_slots`); returns index ->
+    (exit code, last lines of its log).
 
     Raises:
         KeyboardInterrupt: SIGINT or SIGTERM; the running trials were stopped first.
     """
-    slots = gpu_slots(gpus_per_trial)
-    if gpus_per_trial > 0 and not slots:
-        from harness.core.errors import ConfigError
-
-        raise ConfigError(f"--local with {gpus_per_trial} GPUs per trial, but no GPU is visible")
     limit = max_concurrent or default_concurrency(cpus_per_trial, gpus_per_trial, slots)
     waits = {i: j for i, j in prerequisite_trials(configs).items() if j in todo}
     log_dir.mkdir(parents=True, exist_ok=True)

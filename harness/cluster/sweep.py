@@ -407,16 +407,17 @@ def _run_local(
     tune_dir: str, cpus: float, gpus: float, max_concurrent: int | None,
 ) -> SweepOutcome:  # fmt: skip
     """`run_sweep(local=True)`: the trials as local processes; one row per trial, from their records."""
-    from harness.cluster.local_sweep import run_local
+    from harness.cluster.local_sweep import gpu_slots, run_local
 
     results_dir = Path(configs[0].output.results_dir)
     earlier = finished_trials(configs, results_dir) if resume else {}
     todo = [i for i in range(len(trials)) if i not in earlier]
     if todo:
+        slots = gpu_slots(gpus)  # refused before anything is built
         prepare_shared_inputs(base, [trials[i] for i in todo])
         ended = run_local(
             base, trials, configs, todo, log_dir=Path(tune_dir) / "local", cpus_per_trial=cpus,
-            gpus_per_trial=gpus, max_concurrent=max_concurrent or spec.max_concurrent,
+            gpus_per_trial=gpus, slots=slots, max_concurrent=max_concurrent or spec.max_concurrent,
         )  # fmt: skip
     else:
         ended = {}

@@ -130,3 +130,17 @@ def test_sigterm_stops_the_running_trials_with_their_interrupted_records(
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]
     assert sorted(r["method"] for r in records if r["status"] == "interrupted") == ["clean", "occ_aug"]
     assert all("interrupted" in log.read_text() for log in logs)
+
+
+def test_gpus_per_trial_without_a_visible_gpu_is_one_line(tmp_path, tiny_pose_overrides, monkeypatch):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path, tiny_pose_overrides, ["clean"])
+    result = CliRunner().invoke(app, ["sweep", str(path), "--local", "--gpus-per-trial", "0.5"])
+    assert result.exit_code == 2, result.output
+    assert "--local with 0.5 GPUs per trial, but no GPU is visible" in result.output
+    assert not (tmp_path / "results").exists() and not (tmp_path / "work").exists()  # refused before any work
