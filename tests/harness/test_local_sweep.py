@@ -66,14 +66,19 @@ def test_default_concurrency_counts_cpus_and_gpus(monkeypatch):
 
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
+    """The `broken` method: in the trials through HARNESS_PLUGINS, in this process in a registry copy that is
+    put back afterwards (other tests list the registered methods)."""
+    from harness.core.registry import METHODS, TASKS
+
+    METHODS.names(), TASKS.names()  # everything else registered first, into the registry kept afterwards
+    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))
     (tmp_path / "local_sweep_plugin.py").write_text(PLUGIN)
     paths = [str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
     monkeypatch.setenv("HARNESS_PLUGINS", "local_sweep_plugin")
     monkeypatch.syspath_prepend(str(tmp_path))
-    from harness.core.registry import METHODS
-
-    if "broken" not in METHODS:  # plugins load once per process: an earlier test may have loaded them already
+    if "broken" not in METHODS:  # another test's plugin may have registered its own
+        sys.modules.pop("local_sweep_plugin", None)
         __import__("local_sweep_plugin")
     yield
     sys.modules.pop("local_sweep_plugin", None)
