@@ -150,6 +150,15 @@ def from_main(make: Callable[[], T], ctx: Context) -> T:
     return broadcast(make() if ctx.is_main else None, ctx)
 
 
+def any_rank(flag: bool, ctx: Context) -> bool:
+    """Whether `flag` is true on any rank; every rank gets the same answer (so all of them stop together)."""
+    if not ctx.active:
+        return flag
+    value = torch.tensor([int(flag)], device=_comm_device() or torch.device("cpu"))
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def _comm_device() -> torch.device | None:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
 

@@ -124,11 +124,11 @@ def source_state(cwd: Path | None = None) -> SourceState:
     """The harness source's commit and dirtiness: from git, else from the source manifest that
     `$HARNESS_SOURCE_MANIFEST` names (checked file by file: harness/core/source_manifest.py), else
     'unknown'."""
-    rev = _git(["rev-parse", "HEAD"], cwd or REPO_ROOT)
-    if rev is None:
-        vouched = manifest_state(cwd or REPO_ROOT)
-        return SourceState(*vouched) if vouched else SourceState("unknown", None, None)
     cwd = cwd or REPO_ROOT
+    rev = _git(["rev-parse", "HEAD"], cwd)
+    if rev is None:
+        vouched = manifest_state(cwd)
+        return SourceState(*vouched) if vouched else SourceState("unknown", None, None)
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) or ""
     if not status.strip():
         return SourceState(rev.strip(), False, None)

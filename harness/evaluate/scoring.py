@@ -56,7 +56,8 @@ def evaluate_split(
     )
     predictions = []
     progress = make_progress(console, disable=not (show_progress and ctx.is_main))
-    watch = model.register_forward_hook(_refuse_non_finite(description, precision))
+    non_finite = []  # set by the hook; ranks agree after the loop, so none waits alone in the gather
+    watch = model.register_forward_hook(_watch_non_finite(non_finite))
     try:
         with progress:
             job = progress.add_task(description, total=len(part), info="")
@@ -67,6 +68,11 @@ def evaluate_split(
     finally:
         watch.remove()
         model.train(was_training)
+    if distributed.any_rank(bool(non_finite), ctx):
+        raise TrainingError(
+            f"{description}: the network's output holds inf or NaN under {precision.name}; nothing was "
+            "scored (float32 evaluation: train.amp=false)"
+        )
     if not ctx.active:
         return task.evaluate(predictions, dataset), predictions
     assert len(predictions) == len(part), "task.predict must return one prediction per sample"
@@ -75,9 +81,9 @@ def evaluate_split(
     return metrics, predictions
 
 
-def _refuse_non_finite(description: str, precision: Precision):
-    """A forward hook that stops evaluation at a network output holding inf or NaN: decoded into keypoints or
-    embeddings it would give a metric with no error (e.g. float16 autocast past 65504)."""
+def _watch_non_finite(found: list):
+    """A forward hook that notes a network output holding inf or NaN: decoded into keypoints or embeddings it
+    would give a metric with no error (e.g. float16 autocast past 65504)."""
 
     def tensors(value):
         if isinstance(value, torch.Tensor):
@@ -90,11 +96,7 @@ def _refuse_non_finite(description: str, precision: Precision):
                 yield from tensors(item)
 
     def hook(_module, _inputs, output):
-        for tensor in tensors(output):
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise TrainingError(
-                    f"{description}: the network's output holds inf or NaN under {precision.name}; "
-                    "nothing was scored (float32 evaluation: train.amp=false)"
-                )
+        if not found and any(t.is_floating_point() and not torch.isfinite(t).all() for t in tensors(output)):
+            found.append(True)
 
     return hook
