@@ -16,6 +16,7 @@ from harness.report.figures import write_figures
 from harness.report.interpret import RANDOM_FACTORS, _cell, _is_evaluated, _variant
 from harness.report.policy import load_policy
 from harness.report.records import Filter, apply_filters, load_records, parse_filters
+from harness.report.repeats import first_per_cell
 from harness.report.severity import severity_tables, table_records
 from harness.report.spread import spread_lines, write_spread
 from harness.report.tables import build_tables
@@ -101,13 +102,19 @@ def generate_report(
         return summary
     summary.failed = [r for r in records if r.get("status") != "ok"]
     kept = table_records(records)  # no severity records, no eval repeating a training record
+    kept, repeats = first_per_cell(kept)  # a cell measured twice counts once (report/repeats.py)
+    if repeats:
+        summary.notes.append(
+            f"{len(repeats)} records repeat a cell already measured (same settings, seed and split): "
+            "the first made is reported, the repeats are listed in tables/repeats.csv"
+        )
     main = build_tables(kept, tables_policy, summary.notes)
     # metric vs. occlusion severity with the robustness summary (harness/report/severity.py)
     tables = main + severity_tables(records, tables_policy, summary.notes)
     budgets = budget_tables(kept)  # metric vs. fine-tuning steps (report/budget.py)
     tables += budgets
     tables += backbone_tables(kept, tables_policy, summary.notes)  # methods x backbones
-    summary.tables = write_tables(tables, summary.failed, out_dir / "tables", formats)
+    summary.tables = write_tables(tables, summary.failed, out_dir / "tables", formats, repeats)
     if len(sources) > 1:
         summary.tables.append(write_sources(sources, filters, out_dir))
     summary.markdown = [headline_markdown(t) for t in tables]

@@ -220,10 +220,25 @@ def failed_runs_csv(records: list[dict[str, Any]]) -> str:
     return _csv_text(pd.DataFrame(rows, columns=columns))
 
 
+def repeats_csv(repeats: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """Each record set aside as a repeat of its cell, beside the record reported instead."""
+    columns = ["run_id", "method", "network", "split", "seed", "file", "reported_run_id", "reported_file"]
+    rows = [
+        [_text(r.get(c)) for c in columns[:5]] + [r["_file"], _text(kept.get("run_id")), kept["_file"]]
+        for r, kept in repeats
+    ]
+    return _csv_text(pd.DataFrame(rows, columns=columns))
+
+
 def write_tables(
-    tables: list[Table], failed: list[dict[str, Any]], out: Path, formats: list[str]
+    tables: list[Table],
+    failed: list[dict[str, Any]],
+    out: Path,
+    formats: list[str],
+    repeats: list[tuple[dict[str, Any], dict[str, Any]]] = (),
 ) -> list[Path]:
-    """Write every table in every format under `out` (created); returns the paths written, in order."""
+    """Write every table in every format under `out` (created), with failed_runs.csv and repeats.csv when
+    there are any; returns the paths written, in order."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
 
@@ -244,4 +259,6 @@ def write_tables(
                 put(f"{table.name}_headline.csv", to_csv(table.headline)[0])
     if failed and "csv" in formats:
         put("failed_runs.csv", failed_runs_csv(failed))
+    if repeats and "csv" in formats:
+        put("repeats.csv", repeats_csv(repeats))
     return written
