@@ -54,6 +54,12 @@ FAMILIES: dict[str, Family] = {
     # ImageNet: tv_in1k, torchvision's weights (resnet50-19c8e357.pth), which SimpleBaseline and the HRNet
     # repo start from (timm's default a1_in1k is a later recipe).
     "resnet": Family(taps=("layer1", "layer2", "layer3", "layer4"), imagenet_tag="tv_in1k"),
+    # The same ResNet built only up to its stride-8 stage (layer2; timm drops the later stages), read by a
+    # one-deconvolution head. From random weights the stride-32 SimpleBaseline stays at the all-zero heatmap
+    # within the embedded pretraining budget (README, validity v3 backbones); this plain CNN learns in it.
+    "resnet_stride8": Family(
+        taps=("layer1", "layer2"), timm_kwargs={"out_indices": (1, 2)}, imagenet_tag="tv_in1k"
+    ),
     # Plain ViT, ViTPose-style: the last block's stride-16 tokens, deconvolved twice by the head; taps on
     # the blocks timm exposes as features.
     "vit": Family(taps=None, fixed_input=True),
@@ -163,12 +169,14 @@ def create_backbone(
     return BACKBONES.get(name)(pretrained=pretrained, input_size=input_size)
 
 
-def _register(name: str, family: str) -> None:
-    def factory(pretrained: str | None = None, input_size: tuple[int, int] | None = None) -> Backbone:
-        return Backbone(name, FAMILIES[family], pretrained, input_size)
+def _register(name: str, family: str, timm_name: str | None = None) -> None:
+    timm_name = timm_name or name
 
-    factory.__doc__ = f"timm '{name}' read as the {family} family."
-    declare_imagenet(factory, partial(timm_weights, name, FAMILIES[family].imagenet_tag))
+    def factory(pretrained: str | None = None, input_size: tuple[int, int] | None = None) -> Backbone:
+        return Backbone(timm_name, FAMILIES[family], pretrained, input_size)
+
+    factory.__doc__ = f"timm '{timm_name}' read as the {family} family."
+    declare_imagenet(factory, partial(timm_weights, timm_name, FAMILIES[family].imagenet_tag))
     BACKBONES.register(name)(factory)
 
 
@@ -176,6 +184,7 @@ for _name in ("hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w18", "hrnet_w32",
     _register(_name, "hrnet")
 for _name in ("resnet18", "resnet50", "resnet101", "resnet152"):
     _register(_name, "resnet")
+_register("resnet18_stride8", "resnet_stride8", timm_name="resnet18")
 for _name in ("vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224"):
     _register(_name, "vit")
 for _name in ("mobilenetv3_large_100", "mobilenetv3_small_100"):

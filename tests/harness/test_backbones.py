@@ -13,6 +13,7 @@ from tests.dslope_steps import random_heatmap_batch, two_dslope_steps
         ("hrnet_w18_small", 16, 4),
         ("hrnet_w32", 32, 4),
         ("resnet50", 2048, 32),
+        ("resnet18_stride8", 128, 8),
         ("timm:mobilenetv3_small_050", None, 32),
     ],
 )
@@ -42,6 +43,23 @@ def test_hrnet_taps_are_the_declared_stages():
     assert create_backbone("hrnet_w32").tap_names == ("stage2", "stage3", "stage4")
 
 
+def test_resnet18_stride8_is_built_only_up_to_its_stride_8_stage():
+    """Its later stages are not built (no parameters, no compute): stem, layer1 and layer2 of ResNet-18."""
+    backbone = create_backbone("resnet18_stride8")
+    assert backbone.tap_names == ("layer1", "layer2")
+    assert [name for name, _ in backbone.body.named_children()] == [
+        "conv1",
+        "bn1",
+        "act1",
+        "maxpool",
+        "layer1",
+        "layer2",
+    ]
+    full = create_backbone("resnet18").body.state_dict()
+    own = backbone.body.state_dict()
+    assert set(own) == {k for k in full if not k.startswith(("layer3.", "layer4."))}
+
+
 def test_unknown_timm_model_is_a_config_error():
     with pytest.raises(ConfigError, match="timm has no model 'not_a_model'"):
         create_backbone("timm:not_a_model")
@@ -62,7 +80,8 @@ def test_pretrained_weights_load_from_local_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["hrnet_w18_small", "resnet50", "vit_tiny_patch16_224", "mobilenetv3_large_100"]
+    "name",
+    ["hrnet_w18_small", "resnet50", "resnet18_stride8", "vit_tiny_patch16_224", "mobilenetv3_large_100"],
 )
 def test_each_family_runs_two_dslope_steps(name, capsys):
     """Every backbone family builds with the pose head, trains two D-Slope steps and reports its size."""

@@ -139,6 +139,18 @@ def test_timm_falls_back_to_pytorch_model_bin_offline(hub):
     assert torch.equal(backbone.body.state_dict()["layer4.1.conv2.weight"], state["layer4.1.conv2.weight"])
 
 
+def test_resnet18_stride8_starts_from_resnet18s_imagenet_file(hub):
+    """The truncated ResNet-18 reads torchvision's ResNet-18 file: the stages it has, the rest of the file
+    (layer3, layer4, the classifier) unused, as the classifier is for every backbone."""
+    assert imagenet_weights("resnet18_stride8").model == "resnet18.tv_in1k"
+    state = classifier_state("resnet18")
+    put_in_hub(hub, "timm/resnet18.tv_in1k", "model.safetensors", state)
+    weights = starting_weights("imagenet", "resnet18_stride8")
+    backbone = create_backbone("resnet18_stride8", str(weights.path))
+    own = backbone.body.state_dict()
+    assert own and all(torch.equal(value, state[key]) for key, value in own.items())
+
+
 def test_vit_weights_are_resampled_by_timm_to_the_input_size(hub):
     state = classifier_state("vit_tiny_patch16_224")
     put_in_hub(hub, "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "model.safetensors", state)
