@@ -56,22 +56,36 @@ def evaluate_split(
     )
     predictions = []
     progress = make_progress(console, disable=not (show_progress and ctx.is_main))
-    non_finite = []  # set by the hook; ranks agree after the loop, so none waits alone in the gather
-    watch = model.register_forward_hook(_watch_non_finite(non_finite))
+    overflow = []  # set by the hook, per batch
+    non_finite, rescored = False, 0  # ranks agree on non_finite after the loop, so none waits alone
+    watch = model.register_forward_hook(_watch_non_finite(overflow))
     try:
         with progress:
             job = progress.add_task(description, total=len(part), info="")
             for batch in loader:
+                batch = to_device(batch, device)
                 with precision.autocast():
-                    predictions += task.predict(model, to_device(batch, device))
+                    batch_predictions = task.predict(model, batch)
+                if overflow and precision.dtype is not None:  # past float16's range: this batch in float32
+                    overflow.clear()
+                    rescored += len(batch["image"])
+                    batch_predictions = task.predict(model, batch)
+                non_finite |= bool(overflow)
+                overflow.clear()
+                predictions += batch_predictions
                 progress.advance(job, len(batch["image"]))
     finally:
         watch.remove()
         model.train(was_training)
-    if distributed.any_rank(bool(non_finite), ctx):
+    if distributed.any_rank(non_finite, ctx):
         raise TrainingError(
-            f"{description}: the network's output holds inf or NaN under {precision.name}; nothing was "
-            "scored (float32 evaluation: train.amp=false)"
+            f"{description}: the network's output holds inf or NaN (in float32 too); nothing was scored"
+        )
+    if rescored:
+        (console or Console(stderr=True)).print(
+            f"{description}: {rescored} of {len(part)} samples scored in float32 "
+            f"({precision.name} overflowed)",
+            highlight=False,
         )
     if not ctx.active:
         return task.evaluate(predictions, dataset), predictions
@@ -83,7 +97,8 @@ def evaluate_split(
 
 def _watch_non_finite(found: list):
     """A forward hook that notes a network output holding inf or NaN: decoded into keypoints or embeddings it
-    would give a metric with no error (e.g. float16 autocast past 65504)."""
+    would give a metric with no error. Under float16 autocast (max 65504) the batch is scored again in
+    float32 (a barely trained network's eval-mode BatchNorm reaches 1e5 and more, as in the GPU check)."""
 
     def tensors(value):
         if isinstance(value, torch.Tensor):
