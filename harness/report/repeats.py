@@ -26,13 +26,14 @@ def cell_key(record: dict[str, Any]) -> tuple:
 def first_per_cell(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[dict, dict]]]:
     """The records with each ok cell's first-made record only (order kept), and (repeat, kept) pairs for
     the ok records set aside. Records that are not ok are all kept: they count nowhere but failed_runs.csv."""
+    keys = {id(r): cell_key(r) for r in records if r.get("status") == "ok"}
     first: dict[tuple, dict[str, Any]] = {}
     for r in sorted(records, key=lambda r: (str(r.get("started_at") or ""), r.get("_file", ""))):
-        if r.get("status") == "ok":
-            first.setdefault(cell_key(r), r)
+        if id(r) in keys:
+            first.setdefault(keys[id(r)], r)
     kept, repeats = [], []
     for r in records:
-        reported = first.get(cell_key(r)) if r.get("status") == "ok" else r
+        reported = first[keys[id(r)]] if id(r) in keys else r
         if reported is r:
             kept.append(r)
         else:
