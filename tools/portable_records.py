@@ -2,7 +2,7 @@
 `{results}/…`, `{work}/…`, `{cache}/…`, `{data}/…`, `{elsewhere}/name`. Run on the machine whose paths they
 hold; numbers, config hashes and commits are left as they are (a `+dirty` commit stays what it was).
 
-    python tools/portable_records.py results/validity/pose ...
+    python tools/portable_records.py results/<study> ...
 """
 
 from __future__ import annotations

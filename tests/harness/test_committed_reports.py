@@ -3,6 +3,9 @@ a reader on a fresh clone regenerates exactly the numbers the README quotes."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,6 +44,39 @@ def test_committed_tables_regenerate_byte_identically(study: Path, tmp_path: Pat
         assert content == committed[name], (
             f"{study.relative_to(RESULTS)}/tables/{name} is stale: rerun harness report"
         )
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_committed_records_name_a_clean_commit_on_main_and_no_machine_path():
+    """Records anyone can follow: the exact commit that made them (never `+dirty`), present in this clone's
+    history, and paths relative to the results / work / cache roots (`{work}/...`), never this machine's."""
+    records = sorted(RESULTS.rglob("runs/*.json"))
+    assert len(records) > 100
+    commits = set()
+    for path in records:
+        record = json.loads(path.read_text())
+        name = path.relative_to(RESULTS)
+        assert re.fullmatch(r"[0-9a-f]{40}", record["commit"]), f"{name}: commit {record['commit']!r}"
+        assert record.get("dirty") is not True, f"{name}: made from a dirty tree"
+        absolute = [s for s in _strings(record) if s.startswith(("/", "~")) or re.match(r"[A-Za-z]:\\", s)]
+        assert not absolute, f"{name}: machine paths {absolute[:3]}"
+        commits.add(record["commit"])
+    git = ["git", "-C", str(RESULTS.parent)]
+    shallow = subprocess.run([*git, "rev-parse", "--is-shallow-repository"], capture_output=True, text=True)
+    if shallow.returncode == 0 and shallow.stdout.strip() == "false":  # a full clone holds every commit
+        for commit in sorted(commits):
+            found = subprocess.run([*git, "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True)
+            assert found.returncode == 0, f"commit {commit} named by committed records is not in this history"
 
 
 def test_there_are_committed_studies():
