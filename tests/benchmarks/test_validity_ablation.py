@@ -1,5 +1,6 @@
-"""The ablation table: each arm minus the default D-Slope, paired per (pretraining seed, run seed) cell across
-several results folders, after the filter; hand-computed differences and a reference t-test."""
+"""The ablation table: each arm minus the default D-Slope, paired per run seed on one pretraining checkpoint
+across several results folders (the from-scratch arm, which has no checkpoint, by run seed); hand-computed
+differences and a reference t-test."""
 
 import json
 
@@ -7,16 +8,18 @@ import pytest
 from scipy import stats
 
 from benchmarks.validity_ablation import ablation_values, arm_of, paired_rows, to_markdown
-from harness.report import apply_filters, load_records, parse_filters
+from harness.report import load_records
 
 
 def _record(folder, name, *, pretrain_seed, seed, ap, method="dslope", network="enet", **settings):
-    model = {"pretrained": None if settings.pop("scratch", False) else "embedded"}
+    scratch = pretrain_seed is None  # as the harness writes it: no pretrain section without pretraining
     record = {
         "run_id": name, "task": "pose", "method": method, "network": network, "split": "occluded_val",
         "status": "ok", "seed": seed, "evaluated": network in ("enet", "net"), "severity": None,
         "evaluation": None, "metrics": {"AP": ap},
-        "config": {"model": model, "pretrain": {"seed": pretrain_seed}, "method_args": {method: settings}},
+        "config": {"model": {"pretrained": None if scratch else "embedded"},
+                   "method_args": {method: settings},
+                   "pretrain": None if scratch else {"seed": pretrain_seed}},
     }  # fmt: skip
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     (folder / "runs" / f"{name}__{network}__occluded_val.json").write_text(json.dumps(record))
@@ -33,31 +36,29 @@ def folders(tmp_path):
     for seed, ap in enumerate([0.51, 0.55, 0.56]):
         _record(ablation, f"s{seed}", pretrain_seed=1000, seed=seed, ap=ap, feature_reduction="sum")
     for seed, ap in enumerate([0.05, 0.06]):
-        _record(ablation, f"x{seed}", pretrain_seed=1000, seed=seed, ap=ap, scratch=True)
+        _record(ablation, f"x{seed}", pretrain_seed=None, seed=seed, ap=ap)
     return study, ablation
 
 
-def test_arms_pair_per_cell_across_folders_after_the_filter(folders):
-    records = apply_filters(load_records(list(folders)), parse_filters(["config.pretrain.seed=1000"]))
-    rows = {r["arm"]: r for r in paired_rows(ablation_values(records))}
+def test_arms_pair_per_run_seed_on_the_chosen_checkpoint_across_folders(folders):
+    rows = {r["arm"]: r for r in paired_rows(ablation_values(load_records(list(folders)), checkpoint=1000))}
     assert set(rows) == {"branch sum", "from scratch"}
     branch = rows["branch sum"]
-    assert branch["cells"] == [(1000, 0), (1000, 1), (1000, 2)]
+    assert branch["seeds"] == [0, 1, 2]
     assert branch["diff_mean"] == pytest.approx((0.01 + 0.03 + 0.01) / 3)
-    assert branch["default_mean"] == pytest.approx(0.52333333)  # checkpoint 1001's 0.10 filtered out
+    assert branch["default_mean"] == pytest.approx(0.52333333)  # checkpoint 1001's 0.10 left out
     expected_p = stats.ttest_rel([0.51, 0.55, 0.56], [0.50, 0.52, 0.55]).pvalue
     assert branch["p"] == pytest.approx(expected_p) and 0 < branch["p"] < 1
-    scratch = rows["from scratch"]
-    assert scratch["cells"] == [(1000, 0), (1000, 1)]  # only the cells both ran
+    scratch = rows["from scratch"]  # no checkpoint of its own: paired with checkpoint 1000's seeds 0 and 1
+    assert scratch["seeds"] == [0, 1]
     assert scratch["diff_mean"] == pytest.approx(((0.05 - 0.50) + (0.06 - 0.52)) / 2)
-    table = to_markdown(paired_rows(ablation_values(records)))
-    row = "| branch sum | occluded_val | AP | 0.540 | 0.523 | +0.0167 ± 0.0115 | 1000,0 1000,1 1000,2 |"
-    assert row in table
+    table = to_markdown(list(rows.values()))
+    assert "| branch sum | occluded_val | AP | 0.540 | 0.523 | +0.0167 ± 0.0115 | 0,1,2 |" in table
 
 
-def test_without_the_filter_another_checkpoints_cells_are_not_paired_with_this_ones(folders):
-    rows = {r["arm"]: r for r in paired_rows(ablation_values(load_records(list(folders))))}
-    assert rows["branch sum"]["cells"] == [(1000, 0), (1000, 1), (1000, 2)]
+def test_several_checkpoints_without_a_choice_is_an_error(folders):
+    with pytest.raises(SystemExit, match=r"several pretraining checkpoints \[1000, 1001\]: choose one"):
+        ablation_values(load_records(list(folders)))
 
 
 def test_arm_names():
