@@ -42,7 +42,8 @@ def ablation_values(records: list[dict], checkpoint: int | None = None) -> dict[
     for the runs from `checkpoint` (and from scratch).
 
     Raises:
-        SystemExit: runs from several checkpoints and no `checkpoint` chosen (their seeds would collide).
+        SystemExit: runs from several checkpoints and no `checkpoint` chosen (their seeds would collide), or
+            no run from the chosen one.
     """
     runs = [
         r for r in records
@@ -53,6 +54,10 @@ def ablation_values(records: list[dict], checkpoint: int | None = None) -> dict[
     if checkpoint is None and len(found) > 1:
         raise SystemExit(
             f"runs from several pretraining checkpoints {sorted(found)}: choose one with --checkpoint"
+        )
+    if checkpoint is not None and checkpoint not in found:
+        raise SystemExit(
+            f"no D-Slope run from pretraining checkpoint {checkpoint}; the records have {sorted(found)}"
         )
     values: dict[tuple, dict[int, float]] = {}
     for r in runs:

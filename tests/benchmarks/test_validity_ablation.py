@@ -56,9 +56,13 @@ def test_arms_pair_per_run_seed_on_the_chosen_checkpoint_across_folders(folders)
     assert "| branch sum | occluded_val | AP | 0.540 | 0.523 | +0.0167 ± 0.0115 | 0,1,2 |" in table
 
 
-def test_several_checkpoints_without_a_choice_is_an_error(folders):
+def test_several_checkpoints_without_a_choice_or_an_absent_choice_is_an_error(folders):
     with pytest.raises(SystemExit, match=r"several pretraining checkpoints \[1000, 1001\]: choose one"):
         ablation_values(load_records(list(folders)))
+    with pytest.raises(
+        SystemExit, match=r"no D-Slope run from pretraining checkpoint 7; the records have \[1000, 1001\]"
+    ):
+        ablation_values(load_records(list(folders)), checkpoint=7)
 
 
 def test_arm_names():
