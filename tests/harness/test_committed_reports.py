@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from record_strings import strings_in
 
 from harness.report import generate_report, read_sources
 
@@ -46,17 +47,6 @@ def test_committed_tables_regenerate_byte_identically(study: Path, tmp_path: Pat
         )
 
 
-def _strings(value):
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, str):
-        yield value
-
-
 def test_committed_records_name_a_clean_commit_on_main_and_no_machine_path():
     """Records anyone can follow: the exact commit that made them (never `+dirty`), present in this clone's
     history, and paths relative to the results / work / cache roots (`{work}/...`), never this machine's."""
@@ -68,7 +58,7 @@ def test_committed_records_name_a_clean_commit_on_main_and_no_machine_path():
         name = path.relative_to(RESULTS)
         assert re.fullmatch(r"[0-9a-f]{40}", record["commit"]), f"{name}: commit {record['commit']!r}"
         assert record.get("dirty") is not True, f"{name}: made from a dirty tree"
-        absolute = [s for s in _strings(record) if s.startswith(("/", "~")) or re.match(r"[A-Za-z]:\\", s)]
+        absolute = [s for s in strings_in(record) if s.startswith(("/", "~")) or re.match(r"[A-Za-z]:\\", s)]
         assert not absolute, f"{name}: machine paths {absolute[:3]}"
         commits.add(record["commit"])
     git = ["git", "-C", str(RESULTS.parent)]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from record_strings import strings_in
 from tiny_pose import TINY_POSE
 from typer.testing import CliRunner
 
@@ -56,17 +57,6 @@ def _records(out: Path) -> dict[str, dict]:
     }
 
 
-def _strings(value):
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, str):
-        yield value
-
-
 def test_same_threads_same_records_and_any_threads_same_checkpoint(tmp_path):
     first, second = _run_in_process(tmp_path, "a", 1), _run_in_process(tmp_path, "b", 1)
     two = _run_in_process(tmp_path, "c", 2)
@@ -81,7 +71,7 @@ def test_same_threads_same_records_and_any_threads_same_checkpoint(tmp_path):
     assert {r["compute"]["threads"] for r in c.values()} == {2}
     # No record holds a path of this machine: every path is relative to a named root.
     for record in (*a.values(), *c.values()):
-        for text in _strings(record):
+        for text in strings_in(record):
             assert str(tmp_path) not in text and not text.startswith("/"), text
 
 
